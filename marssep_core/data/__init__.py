@@ -1,0 +1,1 @@
+"""Corpus building, import, catalog, cleaning, splits, test pairs and validation."""

@@ -1,0 +1,133 @@
+"""Fetch Debian data packages and read files out of them without installing anything.
+
+``apt-get download`` fetches the ``.deb`` into a cache directory; ``dpkg-deb --fsys-tarfile``
+streams its data archive, from which only the members we need are extracted. Licences are
+looked up per file in the package's machine-readable (DEP-5) copyright file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class PackageError(RuntimeError):
+    """A Debian package that could not be fetched or read."""
+
+
+@dataclass(frozen=True)
+class DebPackage:
+    """A downloaded ``.deb``: its name, version and file path."""
+
+    name: str
+    version: str
+    path: Path
+
+
+def fetch_package(name: str, cache_dir: Path) -> DebPackage:
+    """Return the cached ``.deb`` for ``name``, downloading it with ``apt-get download`` if needed."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache_dir.glob(f"{name}_*.deb"))
+    if not found:
+        proc = subprocess.run(
+            ["apt-get", "download", name], cwd=cache_dir, capture_output=True, text=True, check=False
+        )
+        found = sorted(cache_dir.glob(f"{name}_*.deb"))
+        if proc.returncode != 0 or not found:
+            raise PackageError(
+                f"apt-get download {name} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}\n"
+                "Run 'apt-get update' first; the package must be in Debian 12 (bookworm) main."
+            )
+    return DebPackage(name=name, version=_field(found[-1], "Version"), path=found[-1])
+
+
+def _field(deb: Path, field: str) -> str:
+    proc = subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PackageError(f"{deb}: not a readable .deb ({proc.stderr.strip()})")
+    return proc.stdout.strip()
+
+
+def extract_members(
+    deb: Path, want: Callable[[str], bool], dest: Path
+) -> dict[str, Path]:
+    """Extract regular files of ``deb`` whose normalised path satisfies ``want`` into ``dest``.
+
+    Paths are normalised without the leading ``./``. Returns ``{in-package path: extracted file}``.
+    Members are streamed, so a 400 MB package never lands on disk whole.
+    """
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    extracted: dict[str, Path] = {}
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+            for member in archive:
+                name = member.name.removeprefix("./")
+                if not member.isfile() or not want(name):
+                    continue
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = archive.extractfile(member)
+                assert source is not None
+                target.write_bytes(source.read())
+                extracted[name] = target
+    finally:
+        proc.stdout.close()
+        if proc.wait() != 0:
+            raise PackageError(f"{deb}: dpkg-deb --fsys-tarfile failed (exit {proc.returncode})")
+    return extracted
+
+
+def copyright_path(package: str) -> str:
+    return f"usr/share/doc/{package}/copyright"
+
+
+class CopyrightIndex:
+    """Per-file licence lookup in a DEP-5 copyright file.
+
+    Debian ``Files:`` globs are relative to the upstream source tree, while we look up installed
+    paths (``usr/share/games/x/Data/Sounds/a.ogg`` for ``share/x/Data/Sounds/*``). A glob matches
+    an installed path when one of its tails (the glob with leading directories dropped, keeping at
+    least a directory and a name) matches the end of the path. The most specific match wins (most
+    path components), ties going to the later paragraph as DEP-5 prescribes. Files with no match
+    get the ``Files: *`` licence, or ``unknown``.
+    """
+
+    def __init__(self, text: str):
+        self.paragraphs: list[tuple[list[str], str]] = []
+        for block in re.split(r"\n\s*\n", text):
+            files = _dep5_field(block, "Files")
+            licence = _dep5_field(block, "License")
+            if files and licence:
+                self.paragraphs.append((files.split(), licence.splitlines()[0].strip()))
+
+    def licence(self, installed_path: str) -> str:
+        best: tuple[int, int, str] | None = None
+        for order, (globs, licence) in enumerate(self.paragraphs):
+            for pattern in globs:
+                score = _glob_specificity(pattern, installed_path)
+                if score is not None and (best is None or (score, order) >= best[:2]):
+                    best = (score, order, licence)
+        return best[2] if best else "unknown"
+
+
+def _dep5_field(block: str, name: str) -> str:
+    match = re.search(rf"^{name}:[ \t]*(.*(?:\n[ \t]+.*)*)", block, flags=re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+def _glob_specificity(pattern: str, path: str) -> int | None:
+    if pattern == "*":
+        return 0
+    parts = pattern.split("/")
+    for drop in range(0, max(1, len(parts) - 1)):
+        tail = "/".join(parts[drop:])
+        if fnmatch.fnmatchcase(path, tail) or fnmatch.fnmatchcase(path, "*/" + tail):
+            return len(parts) - drop
+    return None
+

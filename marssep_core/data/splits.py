@@ -1,0 +1,49 @@
+"""Grouped, stratified train/val/test splits.
+
+Whole recording origins are assigned to one split (no recording leaks across splits). Origins are
+visited largest first, in a seeded order, and each goes to the split whose per-class quota is
+least filled, relative to its target; ties go to train, then test, then val, so a class with one
+origin trains, two origins train and test, three cover all splits. ``split_hint`` pins sources to a
+side: ``test`` (e.g. the MuseScore-rendered instruments) or ``trainval``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+_TIE_ORDER = {"train": 0, "test": 1, "val": 2}
+
+
+def assign_splits(clips: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
+    """Return a ``split`` label per clip; ``clips`` needs ``class``, ``origin``, ``split_hint``."""
+    if set(fractions) != set(SPLITS) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must give train/val/test summing to 1, got {fractions}")
+    hints = clips.groupby("origin")["split_hint"].agg(lambda s: s.iloc[0])
+    class_totals = clips.groupby("class").size()
+    filled: dict[tuple[str, str], int] = {}
+    origin_split: dict[str, str] = {}
+    sizes = clips.groupby("origin").size()
+    order = sorted(sizes.index, key=lambda o: (-sizes[o], _seeded_key(o, seed)))
+    for origin in order:
+        members = clips.loc[clips["origin"] == origin, "class"].value_counts()
+        allowed = {"test": ("test",), "trainval": ("train", "val")}.get(hints[origin], SPLITS)
+
+        def deficit(split: str) -> tuple[float, int]:
+            score = 0.0
+            for label, count in members.items():
+                target = max(fractions[split] * class_totals[label], 1e-9)
+                score += count * (target - filled.get((label, split), 0)) / target
+            return score, -_TIE_ORDER[split]
+
+        best = max(allowed, key=deficit)
+        origin_split[origin] = best
+        for label, count in members.items():
+            filled[(label, best)] = filled.get((label, best), 0) + int(count)
+    return clips["origin"].map(origin_split)
+
+
+def _seeded_key(text: str, seed: int) -> str:
+    return hashlib.sha1(f"{seed}:{text}".encode()).hexdigest()
