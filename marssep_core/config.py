@@ -77,6 +77,7 @@ class LabelFilterConfig:
     folds: int = 5
     top_k: int = 5
     min_class_clips: int = 10
+    inverse_regularization: float = 0.05  # logistic regression C: strong, few clips per class
     seed: int = 0
 
 
@@ -104,7 +105,7 @@ class CleanConfig:
     max_silent_ratio: float = 0.9
     max_clipping_ratio: float = 0.01
     min_bandwidth_hz: float = 4000.0  # below: kept, flagged band_limited
-    near_duplicate_max_ber: float = 0.12
+    near_duplicate_max_distance: float = 0.3
     near_duplicate_min_frames: int = 8
     split_fractions: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15}

@@ -83,6 +83,9 @@ def spectral_fingerprint(wave: np.ndarray, sample_rate: int, max_frames: int) ->
     edges = np.geomspace(300.0, 3800.0, FINGERPRINT_BITS + 2)
     freqs = np.linspace(0, sample_rate / 2, spec.shape[0])
     energy = np.stack([spec[(freqs >= lo) & (freqs < hi)].sum(axis=0) for lo, hi in zip(edges[:-1], edges[1:])])
-    diff = energy[:-1] - energy[1:]  # (FINGERPRINT_BITS, frames)
+    # Levels in dB with a floor 60 dB under the clip's loudest band, rounded to 0.5 dB: bands that
+    # hold no signal then compare as exactly equal (bit 0) instead of flipping on numerical noise.
+    level = np.round(10.0 * np.log10(energy + energy.max() * 1e-6 + 1e-20) * 2.0) / 2.0
+    diff = level[:-1] - level[1:]  # (FINGERPRINT_BITS, frames)
     bits = (diff[:, 1:] - diff[:, :-1]) > 0
     return bits.T.astype(bool)

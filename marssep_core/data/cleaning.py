@@ -85,10 +85,11 @@ def exact_duplicates(catalog: pd.DataFrame, candidates: pd.Series) -> pd.Series:
 def near_duplicates(catalog: pd.DataFrame, candidates: pd.Series, cfg: CleanConfig) -> pd.Series:
     """For each candidate that repeats an earlier candidate's audio: that clip's id.
 
-    Two clips are near duplicates when their spectral fingerprints (see
-    ``marssep_core.audio.features.spectral_fingerprint``) disagree on at most
-    ``cfg.near_duplicate_max_ber`` of the bits over their common frames, and their fingerprint
-    lengths differ by at most 20%: a re-encoded, resampled or re-levelled copy.
+    Two clips are near duplicates when the Jaccard distance of their spectral fingerprints (see
+    ``marssep_core.audio.features.spectral_fingerprint``) over their common frames is at most
+    ``cfg.near_duplicate_max_distance`` and their fingerprint lengths differ by at most 20%:
+    a re-encoded, resampled or re-levelled copy. Measured on generated clips: copies 0.03-0.22,
+    different clips of one class >= 0.47.
     """
     pool = catalog[candidates & (catalog["fingerprint_frames"] >= cfg.near_duplicate_min_frames)]
     pool = pool.sort_values("row_order")
@@ -115,10 +116,14 @@ def near_duplicates(catalog: pd.DataFrame, candidates: pd.Series, cfg: CleanConf
         later = later[ratio >= 0.8]
         if later.size == 0:
             continue
-        common = valid[later] & valid[i][None, :]  # (n, width)
-        errors = ((bits[later] != bits[i][None]).sum(axis=-1) * common).sum(axis=1)
-        ber = errors / np.maximum(common.sum(axis=1) * bits_per_frame, 1)
-        hits = later[ber <= cfg.near_duplicate_max_ber]
+        common = (valid[later] & valid[i][None, :])[..., None]  # (n, width, 1)
+        ones_a, ones_b = bits[later] & common, bits[i][None] & common
+        # Jaccard distance over set bits: two sparse fingerprints (pure tones, beeps) agree on
+        # their many zero bits without being the same sound, so zeros must not count as agreement.
+        differ = (ones_a ^ ones_b).sum(axis=(1, 2))
+        either = (ones_a | ones_b).sum(axis=(1, 2))
+        distance = differ / np.maximum(either, 1)
+        hits = later[distance <= cfg.near_duplicate_max_distance]
         dropped[hits] = True
         result[index[hits]] = ids[i]
     return result

@@ -39,7 +39,7 @@ def out_of_fold_rank(features: np.ndarray, labels: np.ndarray, groups: np.ndarra
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (ConvergenceWarning, UserWarning))
         for train, held in splitter.split(features, labels, groups):
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=300))
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=300))
             model.fit(features[train], labels[train])
             proba = model.predict_proba(features[held])
             known = list(model.classes_)

@@ -61,8 +61,8 @@ def origin_of(package: str, original_path: str) -> str:
 
 def write_layout(raw_dir: Path, clips: pd.DataFrame, images: pd.DataFrame, classes: pd.DataFrame) -> None:
     """Write the three tables of ``raw_dir`` with their canonical column order and row order."""
-    clips = clips.reindex(columns=METADATA_COLUMNS).fillna("").sort_values("clip_id", kind="stable")
-    images = images.reindex(columns=IMAGE_COLUMNS).fillna("").sort_values("image_id", kind="stable")
+    clips = clips.reindex(columns=METADATA_COLUMNS).astype(object).fillna("").sort_values("clip_id", kind="stable")
+    images = images.reindex(columns=IMAGE_COLUMNS).astype(object).fillna("").sort_values("image_id", kind="stable")
     classes = classes.reindex(columns=CLASS_COLUMNS).sort_values("class", kind="stable")
     write_table_atomic(raw_dir / "metadata.csv", clips)
     write_table_atomic(raw_dir / "images.csv", images)

@@ -78,7 +78,8 @@ def run_clean(raw_dir: Path, catalog: pd.DataFrame, out_dir: Path, metrics_path:
     clean = catalog[passed].copy()
     clean["split"] = assign_splits(clean, cfg.split_fractions, cfg.split_seed)
     clean["flags"] = _flags(clean, cfg)
-    quarantine = catalog[~passed].assign(reason=verdict["reason"], detail=verdict["detail"])[QUARANTINE_COLUMNS]
+    # Index with the mask on both sides: assigning a Series to an empty frame would adopt its index.
+    quarantine = pd.concat([catalog.loc[~passed], verdict.loc[~passed]], axis=1)[QUARANTINE_COLUMNS]
     pairs = make_test_pairs(clean, classes, images, cfg.test_pairs)
 
     report_path = out_dir / "validation.json"

@@ -1,0 +1,111 @@
+"""Shared fixtures: a tiny generated corpus in the ``data/raw`` layout and a tiny clean profile."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from marssep_core.audio.io import save_audio
+from marssep_core.config import CleanConfig, IngestConfig, LabelFilterConfig, TestPairsConfig
+from marssep_core.data.layout import write_layout
+from marssep_core.io_utils import md5_file
+
+SR = 16000
+
+
+def _envelope(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random note onsets with exponential decays, so every clip has a distinct time course."""
+    env = np.zeros(n)
+    for start in np.sort(rng.integers(0, n - n // 8, size=rng.integers(2, 5))):
+        length = n - start
+        env[start:] += np.exp(-np.arange(length) / (SR * rng.uniform(0.05, 0.3)))
+    return env / env.max()
+
+
+def synth_clip(kind: str, seed: int, seconds: float = 1.0) -> np.ndarray:
+    """A generated clip of class ``kind``: distinct spectra per class, distinct timing per seed."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    if kind in ("tone", "low"):
+        f0 = rng.uniform(200, 400) if kind == "tone" else rng.uniform(80, 150)
+        wave = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k for k in range(1, 6))
+    elif kind == "noise":
+        wave = np.convolve(rng.standard_normal(n), np.ones(3) / 3, mode="same")
+    elif kind == "chirp":
+        f_start = rng.uniform(500, 1000)
+        wave = np.sin(2 * np.pi * (f_start * t + 1500 * t**2))
+    elif kind == "high":
+        wave = np.sin(2 * np.pi * rng.uniform(2500, 3500) * t)
+    elif kind == "square":
+        wave = np.sign(np.sin(2 * np.pi * rng.uniform(300, 500) * t))
+    else:
+        raise ValueError(kind)
+    wave = wave * _envelope(rng, n)
+    return (0.5 * wave / np.max(np.abs(wave))).astype(np.float32)
+
+
+TINY_CLASSES = {"sounds": ("tone", "noise", "chirp"), "inst": ("low", "high", "square")}
+
+
+def make_tiny_corpus(raw: Path, clips_per_class: int = 10) -> pd.DataFrame:
+    """Write a generated corpus (2 corpora x 3 classes) in the ``data/raw`` layout."""
+    rows, images, classes = [], [], []
+    seed = 0
+    for corpus, kinds in TINY_CLASSES.items():
+        for kind in kinds:
+            for index in range(clips_per_class):
+                seed += 1
+                clip_id = f"{kind}-{index:03d}"
+                rel = Path("audio") / corpus / kind / f"{clip_id}.wav"
+                save_audio(raw / rel, synth_clip(kind, seed), SR, subtype="PCM_16")
+                rows.append(
+                    {
+                        "clip_id": clip_id,
+                        "path": rel.as_posix(),
+                        "class": kind,
+                        "corpus": corpus,
+                        # pairs of takes share an origin, like Dog1/Dog2 in a real package
+                        "origin": f"gen:{kind}:{index // 2}",
+                        "split_hint": "",
+                        "source_package": "generated",
+                        "original_path": f"synth_clip({kind!r}, {seed})",
+                        "licence": "CC0",
+                        "md5": md5_file(raw / rel),
+                    }
+                )
+            picture = Path("images") / kind / f"{kind}-gen.png"
+            (raw / picture).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (32, 32), (seed % 255, 80, 160)).save(raw / picture)
+            images.append({"image_id": f"{kind}-gen", "class": kind, "path": picture.as_posix(), "kind": "generated"})
+            classes.append({"class": kind, "corpus": corpus, "text": f"a {kind} sound", "n_images": 1})
+    metadata = pd.DataFrame(rows)
+    write_layout(raw, metadata, pd.DataFrame(images), pd.DataFrame(classes))
+    return metadata
+
+
+@pytest.fixture
+def tiny_raw(tmp_path: Path) -> Path:
+    raw = tmp_path / "raw"
+    make_tiny_corpus(raw)
+    return raw
+
+
+@pytest.fixture
+def ingest_cfg() -> IngestConfig:
+    return IngestConfig(workers=1)
+
+
+@pytest.fixture
+def clean_cfg() -> CleanConfig:
+    """The tiny profile: few pairs, three label-filter folds."""
+    return dataclasses.replace(
+        CleanConfig(),
+        label_filter=LabelFilterConfig(folds=3, top_k=1, min_class_clips=8),
+        test_pairs=TestPairsConfig(pairs_per_corpus=12, crop_seconds=0.5),
+    )
