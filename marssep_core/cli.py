@@ -1,7 +1,8 @@
 """``marssep``: the command-line entry point (``main(argv)`` is testable in-process).
 
 Subcommands:
-  marssep data build-default [--out data/raw] [--params params.yaml] [--jobs 2]
+  marssep data build-default [--out data/raw] [--params params.yaml] [--jobs 2] [--deb-cache DIR]
+  marssep data summary [--raw data/raw] [--metrics metrics/data.json]
   marssep data import --csv LIST.csv --audio-root DIR --layout sop|vggsound|table --corpus NAME [--out data/raw]
 """
 
@@ -28,6 +29,11 @@ def get_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, default=Path("data/raw"), help="raw corpus directory (replaced)")
     build.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section 'corpus')")
     build.add_argument("--jobs", type=int, default=2, help="processes rendering soundfonts")
+    build.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
+
+    summary = data.add_parser("summary", help="print a markdown table of the corpus in data/raw")
+    summary.add_argument("--raw", type=Path, default=Path("data/raw"))
+    summary.add_argument("--metrics", type=Path, default=None, help="metrics/data.json, for split counts")
 
     imp = data.add_parser("import", help="import a VGGSound- or MUSIC-style corpus already on disk")
     imp.add_argument("--csv", type=Path, required=True, help="the clip listing")
@@ -42,11 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "data" and args.data_command == "build-default":
+        import dataclasses
+
         from marssep_core.config import CorpusConfig, load_section
         from marssep_core.data.corpus import build_default
 
-        metadata = build_default(args.out, load_section(CorpusConfig, "corpus", args.params), jobs=args.jobs)
+        cfg = load_section(CorpusConfig, "corpus", args.params)
+        if args.deb_cache is not None:
+            cfg = dataclasses.replace(cfg, deb_cache_dir=str(args.deb_cache))
+        metadata = build_default(args.out, cfg, jobs=args.jobs)
         print(f"built {len(metadata)} clips in {metadata['class'].nunique()} classes into {args.out}")
+        return 0
+    if args.command == "data" and args.data_command == "summary":
+        from marssep_core.data.summary import corpus_summary
+
+        print(corpus_summary(args.raw, args.metrics), end="")
         return 0
     if args.command == "data" and args.data_command == "import":
         from marssep_core.data.importer import import_corpus

@@ -94,7 +94,8 @@ class CopyrightIndex:
     paths (``usr/share/games/x/Data/Sounds/a.ogg`` for ``share/x/Data/Sounds/*``). A glob matches
     an installed path when one of its tails (the glob with leading directories dropped, keeping at
     least a directory and a name) matches the end of the path. The most specific match wins (most
-    path components), ties going to the later paragraph as DEP-5 prescribes. Files with no match
+    path components matched, then fewest leading directories dropped), ties going to the later
+    paragraph as DEP-5 prescribes. Files with no match
     get the ``Files: *`` licence, or ``unknown``.
     """
 
@@ -107,7 +108,7 @@ class CopyrightIndex:
                 self.paragraphs.append((files.split(), licence.splitlines()[0].strip()))
 
     def licence(self, installed_path: str) -> str:
-        best: tuple[int, int, str] | None = None
+        best: tuple[tuple[int, int], int, str] | None = None
         for order, (globs, licence) in enumerate(self.paragraphs):
             for pattern in globs:
                 score = _glob_specificity(pattern, installed_path)
@@ -121,13 +122,14 @@ def _dep5_field(block: str, name: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def _glob_specificity(pattern: str, path: str) -> int | None:
+def _glob_specificity(pattern: str, path: str) -> tuple[int, int] | None:
+    """``(components matched, -components dropped)`` of the best tail of ``pattern`` matching
+    the end of ``path``, or ``None``. ``*`` alone matches everything with the lowest score."""
     if pattern == "*":
-        return 0
+        return (0, 0)
     parts = pattern.split("/")
     for drop in range(0, max(1, len(parts) - 1)):
         tail = "/".join(parts[drop:])
         if fnmatch.fnmatchcase(path, tail) or fnmatch.fnmatchcase(path, "*/" + tail):
-            return len(parts) - drop
+            return (len(parts) - drop, -drop)
     return None
-

@@ -135,7 +135,6 @@ SOUND_RULES: tuple[SoundRule, ...] = (
     SoundRule("tuxpaint-stamps-default", TUX + r"household/tools/(hammer|mallet_metal)\.ogg", "hammering"),
     SoundRule("widelands-data", WL + rf"sound/hammering/(geologist_hammer|hammering{_N})\.ogg", "hammering"),
     SoundRule("hedgewars-data", HW + r"hammer\.ogg", "hammering"),
-    SoundRule("megaglest-data", MG + rf"techs/[^/]+/commondata/sounds/anvil{_N}\.wav", "hammering"),
     SoundRule("scratch", SCRATCH + r"(Music Loops/(DrumSet\d|Drum)|Percussion/DrumBuzz)\.(wav|mp3)", "drums"),
     SoundRule("tuxpaint-stamps-default", TUX + r"hobbies/music/percussion/(drumkit|drum_tomtom_floor)\.ogg", "drums"),
     SoundRule("sonic-pi-samples", SPI + r"(drum_(?!cowbell)\w+|loop_(amen|breakbeat))\.flac", "drums"),

@@ -1,0 +1,50 @@
+"""Typed params: every section of the repository's params.yaml builds; mistakes are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from marssep_core.config import (
+    AudioConfig,
+    CleanConfig,
+    ConfigError,
+    CorpusConfig,
+    IngestConfig,
+    build,
+    load_section,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_build_every_section():
+    params = ROOT / "params.yaml"
+    assert load_section(AudioConfig, "audio", params).sample_rate == 16000
+    assert load_section(CorpusConfig, "corpus", params).instruments.musescore_clips_per_class > 0
+    assert load_section(IngestConfig, "ingest", params).workers >= 1
+    clean = load_section(CleanConfig, "clean", params)
+    assert sum(clean.split_fractions.values()) == pytest.approx(1.0)
+    assert clean.test_pairs.pairs_per_corpus >= 300
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="min_secondz"):
+        build(CleanConfig, {"min_secondz": 1.0}, "params.yaml:clean")
+
+
+def test_nested_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"label_filter.*topk"):
+        build(CleanConfig, {"label_filter": {"topk": 3}}, "clean")
+
+
+def test_wrong_type_is_rejected_and_ints_become_floats():
+    with pytest.raises(ConfigError, match="expected int"):
+        build(IngestConfig, {"workers": "two"})
+    assert build(CleanConfig, {"min_seconds": 1}).min_seconds == 1.0
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_section(AudioConfig, "audio", tmp_path / "nope.yaml")
