@@ -33,6 +33,13 @@ def _append_rows(raw: Path, rows: list[dict]) -> None:
     write_layout(raw, metadata, images, classes)
 
 
+def _add_listed_clip(raw: Path, clip_id: str, label: str, wave: np.ndarray, rate: int, suffix: str = ".wav") -> None:
+    """Write a clip into corpus "sounds" under class ``label`` and list it in metadata.csv."""
+    rel = f"audio/sounds/{label}/{clip_id}{suffix}"
+    save_audio(raw / rel, wave, rate, subtype="PCM_16")
+    _append_rows(raw, [{"clip_id": clip_id, "path": rel, "class": label, "corpus": "sounds", "origin": f"other:{clip_id}"}])
+
+
 def test_clean_keeps_every_clip_accounted_for(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
     catalog, result = _pipeline(tiny_raw, tmp_path, ingest_cfg, clean_cfg)
     assert len(result.clean) + len(result.quarantine) == len(catalog) == 60
@@ -115,12 +122,7 @@ def test_near_duplicate_resampled_releveled_copy(tiny_raw, tmp_path, ingest_cfg,
     original = synth_clip("chirp", 31)
     save_audio(tiny_raw / "audio/sounds/chirp/chirp-000.wav", original, SR, subtype="PCM_16")
     copy = 0.4 * resample(original, SR, 22050)  # other rate, other level, other container
-    save_audio(tiny_raw / "audio/sounds/chirp/zz-copy.flac", copy, 22050, subtype="PCM_16")
-    _append_rows(
-        tiny_raw,
-        [{"clip_id": "zz-copy", "path": "audio/sounds/chirp/zz-copy.flac", "class": "chirp", "corpus": "sounds",
-          "origin": "other:copy"}],
-    )
+    _add_listed_clip(tiny_raw, "zz-copy", "chirp", copy, 22050, suffix=".flac")
     _, result = _pipeline(tiny_raw, tmp_path, ingest_cfg, clean_cfg)
     quarantine = result.quarantine.set_index("clip_id")
     assert quarantine.loc["zz-copy", "reason"] == "near_duplicate"
@@ -129,12 +131,7 @@ def test_near_duplicate_resampled_releveled_copy(tiny_raw, tmp_path, ingest_cfg,
 
 
 def test_mislabelled_clip_is_dropped_by_label_filter(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
-    save_audio(tiny_raw / "audio/sounds/tone/zz-wrong.wav", synth_clip("noise", 777), SR, subtype="PCM_16")
-    _append_rows(
-        tiny_raw,
-        [{"clip_id": "zz-wrong", "path": "audio/sounds/tone/zz-wrong.wav", "class": "tone", "corpus": "sounds",
-          "origin": "other:wrong"}],
-    )
+    _add_listed_clip(tiny_raw, "zz-wrong", "tone", synth_clip("noise", 777), SR)
     _, result = _pipeline(tiny_raw, tmp_path, ingest_cfg, clean_cfg)
     quarantine = result.quarantine.set_index("clip_id")
     assert quarantine.loc["zz-wrong", "reason"] == "label_inconsistent"
