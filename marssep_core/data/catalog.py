@@ -125,6 +125,7 @@ def build_catalog(raw_dir: Path, cfg: IngestConfig) -> pd.DataFrame:
         facts = [measure_clip(*a) for a in tqdm(args, desc="ingest", unit="clip")]
     measured = pd.DataFrame([asdict(f) for f in facts]).drop(columns=["path"])
     catalog = pd.concat([rows.reset_index(drop=True), measured], axis=1)
+    catalog["decodable"] = catalog["error_kind"] == ""
     catalog["md5_matches_metadata"] = (catalog["md5"] == "") | (catalog["md5"] == catalog["file_md5"])
     catalog["row_order"] = np.arange(len(catalog))
     return catalog

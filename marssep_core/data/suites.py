@@ -22,7 +22,10 @@ def _gx() -> Any:
 def validate_catalog(catalog: pd.DataFrame) -> dict[str, Any]:
     """Schema and ranges of the ingest catalog (bad clips are allowed: cleaning handles them)."""
     E = _gx()
-    required = ["clip_id", "path", "class", "corpus", "origin", "file_md5", "sample_rate", "channels", "duration"]
+    required = [
+        "clip_id", "path", "class", "corpus", "origin", "decodable", "file_md5", "sample_rate", "channels", "duration",
+        "rms_db", "peak", "clipping_ratio", "silent_ratio", "bandwidth_hz", "fingerprint",
+    ]
     checks = [
         TableCheck(
             "catalog",
