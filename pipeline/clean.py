@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from marssep_core.config import CleanConfig, load_section
-from marssep_core.data.validation import ValidationFailed
 from marssep_core.data.stages import run_clean
+from marssep_core.data.validation import ValidationFailed
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from marssep_core.config import IngestConfig, load_section
-from marssep_core.data.validation import ValidationFailed
 from marssep_core.data.stages import run_ingest
+from marssep_core.data.validation import ValidationFailed
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ class STFT:
     win_length: int = 1024
 
     @classmethod
-    def from_config(cls, cfg: AudioConfig) -> "STFT":
+    def from_config(cls, cfg: AudioConfig) -> STFT:
         return cls(n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length)
 
     @property

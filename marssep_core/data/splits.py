@@ -31,18 +31,26 @@ def assign_splits(clips: pd.DataFrame, fractions: dict[str, float], seed: int) -
         members = clips.loc[clips["origin"] == origin, "class"].value_counts()
         allowed = {"test": ("test",), "trainval": ("train", "val")}.get(hints[origin], SPLITS)
 
-        def deficit(split: str) -> tuple[float, int]:
-            score = 0.0
-            for label, count in members.items():
-                target = max(fractions[split] * class_totals[label], 1e-9)
-                score += count * (target - filled.get((label, split), 0)) / target
-            return score, -_TIE_ORDER[split]
-
-        best = max(allowed, key=deficit)
+        best = max(allowed, key=lambda split: _deficit(split, members, fractions, class_totals, filled))
         origin_split[origin] = best
         for label, count in members.items():
             filled[(label, best)] = filled.get((label, best), 0) + int(count)
     return clips["origin"].map(origin_split)
+
+
+def _deficit(
+    split: str,
+    members: pd.Series,
+    fractions: dict[str, float],
+    class_totals: pd.Series,
+    filled: dict[tuple[str, str], int],
+) -> tuple[float, int]:
+    """How much ``split`` still lacks of the classes in ``members`` (relative), then tie order."""
+    score = 0.0
+    for label, count in members.items():
+        target = max(fractions[split] * class_totals[label], 1e-9)
+        score += count * (target - filled.get((label, split), 0)) / target
+    return score, -_TIE_ORDER[split]
 
 
 def _seeded_key(text: str, seed: int) -> str:

@@ -8,14 +8,11 @@ expectation and its unexpected values.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-
-log = logging.getLogger(__name__)
 
 
 class ValidationFailed(RuntimeError):
