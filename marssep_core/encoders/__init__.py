@@ -1,0 +1,1 @@
+"""ImageBind-compatible tri-modal encoder, preprocessing, tokenizers, alignment losses, MLBP fusion."""
