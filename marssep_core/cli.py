@@ -3,6 +3,7 @@
 Subcommands:
   marssep data build-default [--out data/raw] [--params params.yaml] [--jobs 2] [--deb-cache DIR]
   marssep data summary [--raw data/raw] [--metrics metrics/data.json]
+  marssep encoders fetch-vocab [--dest FILE]
   marssep data import --csv LIST.csv --audio-root DIR --layout sop|vggsound|table --corpus NAME [--out data/raw]
 """
 
@@ -41,6 +42,9 @@ def get_parser() -> argparse.ArgumentParser:
     imp.add_argument("--layout", choices=["sop", "vggsound", "table"], required=True, help="CSV layout")
     imp.add_argument("--corpus", required=True, help="corpus name, e.g. music or vggsound")
     imp.add_argument("--out", type=Path, default=Path("data/raw"), help="raw corpus directory")
+    encoders = commands.add_parser("encoders", help="encoder assets").add_subparsers(dest="encoders_command", required=True)
+    vocab = encoders.add_parser("fetch-vocab", help="extract the CLIP BPE merges file from the open_clip_torch wheel")
+    vocab.add_argument("--dest", type=Path, default=None, help="where to put it (default ~/.cache/marssep/...)")
     return parser
 
 
@@ -75,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         for source, reason in report.skipped:
             print(f"  skipped {source}: {reason}", file=sys.stderr)
         return 0 if report.imported else 1
+    if args.command == "encoders" and args.encoders_command == "fetch-vocab":
+        from marssep_core.encoders.tokenizer import fetch_clip_vocab
+
+        print(f"CLIP vocabulary at {fetch_clip_vocab(args.dest)}")
+        return 0
     raise AssertionError(f"unhandled command {args}")  # argparse's required=True makes this unreachable
 
 

