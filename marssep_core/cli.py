@@ -4,6 +4,7 @@ Subcommands:
   marssep data build-default [--out data/raw] [--params params.yaml] [--jobs 2] [--deb-cache DIR]
   marssep data summary [--raw data/raw] [--metrics metrics/data.json]
   marssep encoders fetch-vocab [--dest FILE]
+  marssep encoders report [--metrics metrics/align.json]
   marssep data import --csv LIST.csv --audio-root DIR --layout sop|vggsound|table --corpus NAME [--out data/raw]
 """
 
@@ -45,6 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
     encoders = commands.add_parser("encoders", help="encoder assets").add_subparsers(dest="encoders_command", required=True)
     vocab = encoders.add_parser("fetch-vocab", help="extract the CLIP BPE merges file from the open_clip_torch wheel")
     vocab.add_argument("--dest", type=Path, default=None, help="where to put it (default ~/.cache/marssep/...)")
+    report = encoders.add_parser("report", help="markdown table of metrics/align.json")
+    report.add_argument("--metrics", type=Path, default=Path("metrics/align.json"))
     return parser
 
 
@@ -83,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         from marssep_core.encoders.tokenizer import fetch_clip_vocab
 
         print(f"CLIP vocabulary at {fetch_clip_vocab(args.dest)}")
+        return 0
+    if args.command == "encoders" and args.encoders_command == "report":
+        from marssep_core.encoders.report import align_table
+
+        print(align_table(args.metrics), end="")
         return 0
     raise AssertionError(f"unhandled command {args}")  # argparse's required=True makes this unreachable
 

@@ -70,6 +70,14 @@ class IngestConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrepareAudioConfig:
+    """``prepare_audio``: the audio bank every training stage reads."""
+
+    max_seconds: float = 10.0  # longer clips are cut: training crops are a few seconds
+    workers: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
 class LabelFilterConfig:
     """Out-of-fold label-consistency filter."""
 

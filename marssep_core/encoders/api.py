@@ -1,0 +1,101 @@
+"""Query encoding for the separator and the RL reward: text, audio, images, or a mix of them.
+
+    encoder = QueryEncoder.from_checkpoint("models/encoder/stage3.pt", device="auto")
+    q = encoder.query(text=["a dog barking"], audio=[wave], image=[Image.open("dog.png")])
+
+Every method returns unit-norm ``(B, D)`` float32 tensors on the encoder's device; batches run
+in one forward pass per modality. ``query`` combines modalities as
+``normalize(sum_m w_m normalize(e_m))`` (default weights equal; the evaluation's "omni" query is
+``weights={"vision": 2, "text": 2, "audio": 1}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from marssep_core.audio.io import load_audio, to_mono
+from marssep_core.audio.resample import resample
+from marssep_core.encoders.imagebind import ImageBindModel
+from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input, image_to_model_input
+from marssep_core.encoders.store import load_encoder
+from marssep_core.encoders.tokenizer import ClipTokenizer
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
+class QueryEncoder:
+    """A frozen encoder with its preprocessing, for batched query embeddings."""
+
+    def __init__(self, model: ImageBindModel, device: str = "cpu", tokenizer: ClipTokenizer | None = None):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.tokenizer = tokenizer or ClipTokenizer(context_length=model.cfg.context_length)
+        self.audio_cfg = AudioPreprocessConfig(mel_bins=model.cfg.mel_bins, target_frames=model.cfg.audio_frames)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "QueryEncoder":
+        model, _, _ = load_encoder(Path(path))
+        return cls(model, device)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.audio_cfg.sample_rate
+
+    @torch.inference_mode()
+    def text(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return F.normalize(self.model.embed("text", tokens), dim=-1)
+
+    @torch.inference_mode()
+    def audio(self, clips: Sequence[np.ndarray | str | Path], sample_rate: int | None = None) -> torch.Tensor:
+        """Waveforms ``(samples,)`` at ``sample_rate`` (default: the encoder's) or file paths."""
+        batch = []
+        for clip in clips:
+            if isinstance(clip, (str, Path)):
+                audio, rate = load_audio(clip)
+                wave = resample(to_mono(audio), rate, self.sample_rate)
+            else:
+                wave = resample(np.asarray(clip, dtype=np.float32), sample_rate or self.sample_rate, self.sample_rate)
+            batch.append(audio_to_model_input(torch.from_numpy(np.ascontiguousarray(wave)), self.audio_cfg))
+        return F.normalize(self.model.embed("audio", torch.stack(batch).to(self.device)), dim=-1)
+
+    @torch.inference_mode()
+    def image(self, images: Sequence[Image.Image | str | Path]) -> torch.Tensor:
+        pixels = [
+            image_to_model_input(Image.open(i) if isinstance(i, (str, Path)) else i, self.model.cfg.image_size)
+            for i in images
+        ]
+        return F.normalize(self.model.embed("vision", torch.stack(pixels).to(self.device)), dim=-1)
+
+    def query(
+        self,
+        text: Sequence[str] | None = None,
+        audio: Sequence[np.ndarray | str | Path] | None = None,
+        image: Sequence[Image.Image | str | Path] | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> torch.Tensor:
+        """A combined query ``(B, D)`` from any non-empty subset of modalities (equal batch sizes)."""
+        parts = {"text": self.text(text) if text else None, "audio": self.audio(audio) if audio else None,
+                 "vision": self.image(image) if image else None}
+        present = {m: e for m, e in parts.items() if e is not None}
+        if not present:
+            raise ValueError("a query needs text, audio or an image")
+        sizes = {e.shape[0] for e in present.values()}
+        if len(sizes) > 1:
+            raise ValueError(f"query modalities have different batch sizes: { {m: e.shape[0] for m, e in present.items()} }")
+        weights = weights or {}
+        total = sum(weights.get(m, 1.0) * e for m, e in present.items())
+        return F.normalize(total, dim=-1)

@@ -1,0 +1,85 @@
+"""Encoder stages end to end on the tiny generated corpus (a few steps each)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from marssep_core.data.audio_bank import build_audio_bank, load_audio_bank
+from marssep_core.data.stages import run_clean, run_ingest
+from marssep_core.encoders.data import EncoderData
+from marssep_core.encoders.imagebind import tiny
+from marssep_core.encoders.report import align_table
+from marssep_core.encoders.stages import FusionTrainConfig, run_encoder_stage, run_fusion_stage
+from marssep_core.encoders.store import load_encoder
+from marssep_core.encoders.tokenizer import ClipTokenizer
+from marssep_core.encoders.train import EncoderTrainConfig
+
+
+@pytest.fixture
+def encoder_data(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
+    catalog = run_ingest(tiny_raw, tmp_path / "catalog", ingest_cfg)
+    clean_cfg = dataclasses.replace(clean_cfg, test_pairs=dataclasses.replace(clean_cfg.test_pairs, pairs_per_corpus=6))
+    result = run_clean(tiny_raw, catalog, tmp_path / "clean", tmp_path / "data.json", clean_cfg)
+    bank = build_audio_bank(tiny_raw, result.clean, tmp_path / "bank", 16000, 10.0, workers=1)
+    assert len(bank.index) == len(result.clean)
+    data = EncoderData(load_audio_bank(tmp_path / "bank"), tiny_raw, ClipTokenizer(), tiny().image_size)
+    return data, result.pairs
+
+
+@pytest.mark.slow
+def test_pretrain_align_and_fusion_write_checkpoints_and_metrics(encoder_data, tmp_path):
+    torch.set_num_threads(2)
+    data, pairs = encoder_data
+    cfg = EncoderTrainConfig(steps=4, batch_size=8, eval_every=2, warmup=1)
+    previous = None
+    for stage in ("pretrain", "stage1", "stage2", "stage3"):
+        report = run_encoder_stage(
+            stage, data, pairs, cfg, tmp_path / f"{stage}.pt", tmp_path / f"{stage}.csv", tmp_path / f"{stage}.json",
+            start_from=previous,
+        )
+        previous = tmp_path / f"{stage}.pt"
+        saved = json.loads((tmp_path / f"{stage}.json").read_text())
+        assert saved == report
+        for key in ("audio_text_r1", "text_audio_r5", "audio_audio_r1", "audio_image_r1", "image_audio_r5",
+                    "zero_shot_acc", "gap_text", "gap_audio"):
+            assert key in report, (stage, key)
+        assert len(pd.read_csv(tmp_path / f"{stage}.csv")) == 4
+    assert "before" in json.loads((tmp_path / "stage1.json").read_text())
+    # alignment trains heads only: trunks are bit-identical to pretraining's
+    pretrained, _, _ = load_encoder(tmp_path / "pretrain.pt")
+    aligned, _, meta = load_encoder(tmp_path / "stage3.pt")
+    assert meta["stage"] == "stage3"
+    for key, value in pretrained.state_dict().items():
+        if key.startswith(("modality_trunks", "modality_preprocessors")):
+            torch.testing.assert_close(aligned.state_dict()[key], value)
+    heads_changed = any(
+        not torch.equal(aligned.state_dict()[k], v) for k, v in pretrained.state_dict().items() if k.startswith("modality_heads")
+    )
+    assert heads_changed
+    fusion = run_fusion_stage(tmp_path / "stage3.pt", data, FusionTrainConfig(steps=5, batch_size=8),
+                              tmp_path / "mlbp.pt", tmp_path / "fusion.json")
+    assert set(fusion) == {"anchor_acc_mlbp", "anchor_acc_mean", "anchor_acc_audio", "anchor_acc_text"}
+    assert all(0.0 <= v <= 1.0 for v in fusion.values())
+    combined = {s: json.loads((tmp_path / f"{s}.json").read_text()) for s in ("pretrain", "stage1", "stage2", "stage3")}
+    (tmp_path / "align.json").write_text(json.dumps({**combined, "fusion": fusion}))
+    table = align_table(tmp_path / "align.json")
+    assert table.count("\n") == 2 + 15 + 3 + 4
+    expected = combined["stage3"]["gap_text"] - combined["pretrain"]["gap_text"]
+    assert f"{expected:+.4f}" in table.splitlines()[2 + 13]
+
+
+def test_batches_are_class_balanced_and_complete(encoder_data):
+    import numpy as np
+
+    data, _ = encoder_data
+    batch = data.sample("train", 12, np.random.default_rng(0))
+    assert batch.audio.shape == (12, 1, 128, 204)
+    assert batch.text.shape == (12, 77) and batch.image.shape == (12, 3, 224, 224)
+    assert batch.has_image.all()  # every tiny class has a picture
+    same = data.sample_same_class("train", batch.labels, np.random.default_rng(1))
+    assert same.shape == batch.audio.shape
