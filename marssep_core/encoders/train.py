@@ -1,7 +1,8 @@
 """Encoder training: tri-modal pretraining from scratch and the three-stage progressive alignment.
 
-Pretraining trains everything with symmetric InfoNCE over audio-text, audio-vision and
-text-vision pairs. Alignment (the paper's curriculum) freezes the backbones (preprocessors and
+Pretraining trains everything with symmetric InfoNCE over the configured modality pairs; by
+default, as ImageBind, only audio-vision and text-vision (images bind the modalities; audio-text
+is emergent). Alignment (the paper's curriculum) freezes the backbones (preprocessors and
 trunks) and trains only the projection heads and the temperature; each stage starts from the
 previous stage's best checkpoint (selected on its validation metric):
 - stage 1, audio-text: InfoNCE;
@@ -46,6 +47,9 @@ class EncoderTrainConfig:
     triplet_margin: float = 0.2
     consistency_weight: float = 1.0
     replay_weight: float = 0.5
+    # pretraining pairs; ImageBind binds audio and text to images only, so audio-text
+    # correspondence is emergent until alignment stage 1 trains it directly
+    pairs: tuple[str, ...] = ("audio_vision", "text_vision")
     seed: int = 0
 
 
@@ -60,7 +64,7 @@ class Temperature(nn.Module):
         return self.log_value.exp().clamp(min=1e-3, max=1.0)
 
 
-STAGE_METRIC = {"pretrain": "audio_text_r1", "stage1": "audio_text_r1", "stage2": "audio_audio_r1", "stage3": "audio_image_r1"}
+STAGE_METRIC = {"pretrain": "audio_image_r1", "stage1": "audio_text_r1", "stage2": "audio_audio_r1", "stage3": "audio_image_r1"}
 
 
 def freeze_backbone(model: ImageBindModel) -> list[nn.Parameter]:
@@ -81,16 +85,29 @@ def _schedule(cfg: EncoderTrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _pair_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tensor, with_text_vision: bool) -> dict[str, torch.Tensor]:
+PRETRAIN_PAIRS = ("audio_text", "audio_vision", "text_vision")
+
+
+def pretrain_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tensor, pairs: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Symmetric InfoNCE for each requested modality pair (vision pairs use pictured rows only)."""
+    unknown = set(pairs) - set(PRETRAIN_PAIRS)
+    if unknown or not pairs:
+        raise ValueError(f"pretraining pairs must be a non-empty subset of {PRETRAIN_PAIRS}, got {pairs}")
     audio = model.features("audio", batch.audio)
-    text = model.features("text", batch.text)
-    out = {"audio_text": losses.info_nce(audio, text, temperature, batch.labels)}
+    out = {}
+    if "audio_text" in pairs or "text_vision" in pairs:
+        text = model.features("text", batch.text)
+    if "audio_text" in pairs:
+        out["audio_text"] = losses.info_nce(audio, text, temperature, batch.labels)
     has = batch.has_image
-    if has.sum() >= 2:
+    if has.sum() >= 2 and ("audio_vision" in pairs or "text_vision" in pairs):
         vision = model.features("vision", batch.image[has])
-        out["audio_vision"] = losses.info_nce(audio[has], vision, temperature, batch.labels[has])
-        if with_text_vision:
+        if "audio_vision" in pairs:
+            out["audio_vision"] = losses.info_nce(audio[has], vision, temperature, batch.labels[has])
+        if "text_vision" in pairs:
             out["text_vision"] = losses.info_nce(text[has], vision, temperature, batch.labels[has])
+    if not out:  # no pictured rows in this batch: keep the graph alive with a zero loss
+        out["empty"] = audio.sum() * 0.0
     return out
 
 
@@ -106,7 +123,7 @@ def stage_losses(
     """The named loss terms of one step of ``stage``; their sum is minimised."""
     batch = data.sample("train", cfg.batch_size, rng)
     if stage == "pretrain":
-        return _pair_losses(model, batch, temperature, with_text_vision=True)
+        return pretrain_losses(model, batch, temperature, tuple(cfg.pairs))
     audio = model.features("audio", batch.audio)
     text = model.features("text", batch.text)
     out = {}
