@@ -1,4 +1,5 @@
-"""End-to-end smoke: ``dvc repro`` of the real dvc.yaml on the tiny corpus, metrics, push, pull."""
+"""End-to-end smoke: ``dvc repro`` of the real dvc.yaml on the tiny corpus and a tiny profile
+(few training steps), metrics, push, pull."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     params["ingest"]["workers"] = 1
     params["clean"]["label_filter"].update(folds=3, top_k=1, min_class_clips=8)
     params["clean"]["test_pairs"].update(pairs_per_corpus=12, crop_seconds=0.5)
+    params["prepare_audio"]["workers"] = 1
+    for stage in ("pretrain", "stage1", "stage2", "stage3"):
+        params["encoder"][stage].update(steps=3, batch_size=8, eval_every=3, warmup=1)
+    params["encoder"]["fusion"].update(steps=3, batch_size=8)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     make_tiny_corpus(project / "data" / "raw")
 
@@ -52,6 +57,9 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     assert data["catalog_clips"] == 60
     assert data["kept_clips"] + data["quarantined_clips"] == 60
     assert data["test_pairs"] == {"inst": 12, "sounds": 12}
+    align = json.loads((project / "metrics" / "align.json").read_text())
+    assert set(align) == {"pretrain", "stage1", "stage2", "stage3", "fusion"}
+    assert (project / "models" / "encoder" / "mlbp.pt").is_file()
     # nothing left to do: a second repro reproduces no stage
     assert "Running stage" not in _run(["dvc", "repro"], project)
     assert "up to date" in _run(["dvc", "status"], project)
