@@ -83,3 +83,21 @@ def test_batches_are_class_balanced_and_complete(encoder_data):
     assert batch.has_image.all()  # every tiny class has a picture
     same = data.sample_same_class("train", batch.labels, np.random.default_rng(1))
     assert same.shape == batch.audio.shape
+
+
+def test_pretrain_stage_loads_an_official_layout_checkpoint_instead_of_training(encoder_data, tmp_path):
+    from marssep_core.encoders.imagebind import ImageBindModel
+
+    data, pairs = encoder_data
+    source = ImageBindModel(tiny())
+    torch.save({k: torch.randn(v.shape) for k, v in source.state_dict().items()}, tmp_path / "official.pth")
+    report = run_encoder_stage(
+        "pretrain", data, pairs, EncoderTrainConfig(steps=1000), tmp_path / "p.pt", tmp_path / "p.csv",
+        tmp_path / "p.json", imagebind_checkpoint=str(tmp_path / "official.pth"),
+    )
+    assert pd.read_csv(tmp_path / "p.csv").empty  # loaded, not trained
+    loaded, _, _ = load_encoder(tmp_path / "p.pt")
+    expected = torch.load(tmp_path / "official.pth", weights_only=True)
+    for key, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, expected[key])
+    assert "audio_text_r1" in report
