@@ -46,7 +46,7 @@ class QueryEncoder:
         self.audio_cfg = AudioPreprocessConfig(mel_bins=model.cfg.mel_bins, target_frames=model.cfg.audio_frames)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "QueryEncoder":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> QueryEncoder:
         model, _, _ = load_encoder(Path(path))
         return cls(model, device)
 

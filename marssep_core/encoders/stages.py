@@ -8,7 +8,6 @@ pairs.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,18 @@ from marssep_core.encoders.checkpoint import load_imagebind_checkpoint
 from marssep_core.encoders.data import EncoderData
 from marssep_core.encoders.fusion import FUSION_KINDS, MLBPFusion, fuse
 from marssep_core.encoders.imagebind import PRESETS, ImageBindModel
-from marssep_core.encoders.metrics import embed_audio, embed_images, embed_texts, retrieval_metrics, similarity_gap, zero_shot_accuracy
+from marssep_core.encoders.metrics import (
+    embed_audio,
+    embed_images,
+    embed_texts,
+    retrieval_metrics,
+    similarity_gap,
+    zero_shot_accuracy,
+)
 from marssep_core.encoders.store import load_encoder, save_encoder
 from marssep_core.encoders.tokenizer import ClipTokenizer
 from marssep_core.encoders.train import EncoderTrainConfig, train_encoder
 from marssep_core.io_utils import atomic_path, write_json_atomic, write_table_atomic
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class FusionTrainConfig:
