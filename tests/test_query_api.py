@@ -55,3 +55,11 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_saved_encoder_bytes_are_reproducible(tmp_path):
+    torch.manual_seed(1)
+    model = ImageBindModel(tiny())
+    save_encoder(tmp_path / "a.pt", model, 0.07, {"stage": "x"})
+    save_encoder(tmp_path / "b.pt", model, 0.07, {"stage": "x"})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -31,10 +31,11 @@ from marssep_core.encoders.metrics import (
     similarity_gap,
     zero_shot_accuracy,
 )
-from marssep_core.encoders.store import load_encoder, save_encoder
+from marssep_core.encoders.store import load_encoder, save_encoder, save_torch_atomic
 from marssep_core.encoders.tokenizer import ClipTokenizer
 from marssep_core.encoders.train import EncoderTrainConfig, train_encoder
-from marssep_core.io_utils import atomic_path, write_json_atomic, write_table_atomic
+from marssep_core.io_utils import write_json_atomic, write_table_atomic
+
 
 @dataclass(frozen=True)
 class FusionTrainConfig:
@@ -183,8 +184,8 @@ def run_fusion_stage(
         optimizer.step()
     fusion.eval()
     report = {f"anchor_acc_{kind}": anchor_accuracy(kind, val, fusion) for kind in FUSION_KINDS}
-    with atomic_path(out_model) as tmp:
-        torch.save({"format": "marssep-mlbp-v1", "dim": model.cfg.out_dim, "rank": cfg.rank,
-                    "state_dict": fusion.state_dict()}, tmp)
+    save_torch_atomic(
+        out_model, {"format": "marssep-mlbp-v1", "dim": model.cfg.out_dim, "rank": cfg.rank, "state_dict": fusion.state_dict()}
+    )
     write_json_atomic(out_metrics, report)
     return report

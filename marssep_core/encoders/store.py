@@ -7,6 +7,7 @@ weights_only=True)`` can read them; written atomically.
 from __future__ import annotations
 
 import dataclasses
+import io
 import platform
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from marssep_core import __version__
 from marssep_core.encoders.checkpoint import CheckpointError
 from marssep_core.encoders.imagebind import ImageBindConfig, ImageBindModel, TrunkSpec
-from marssep_core.io_utils import atomic_path
+from marssep_core.io_utils import write_bytes_atomic
 
 FORMAT = "marssep-encoder-v1"
 
@@ -29,8 +30,15 @@ def save_encoder(path: Path, model: ImageBindModel, temperature: float, meta: di
         "meta": {**meta, "marssep": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch_atomic(path, payload)
+
+
+def save_torch_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` through memory, then an atomic write. Saving to a file would name the zip's
+    root folder after the (random) temporary file and make identical weights hash differently."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_encoder(path: Path) -> tuple[ImageBindModel, float, dict[str, Any]]:
