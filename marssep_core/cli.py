@@ -6,6 +6,9 @@ Subcommands:
   marssep encoders fetch-vocab [--dest FILE]
   marssep encoders report [--metrics metrics/align.json]
   marssep data import --csv LIST.csv --audio-root DIR --layout sop|vggsound|table --corpus NAME [--out data/raw]
+  marssep params exp-args profiles/paper.yaml   (prints -S flags: dvc exp run $(marssep params exp-args ...))
+  marssep separate MIXTURE... (--text T | --audio REF | --image PIC)... [--negative-text T] [--model M]
+                   [--out-dir separated] [--device cpu|cuda|auto] [--segment 10] [--overlap 0.25]
 """
 
 from __future__ import annotations
@@ -48,7 +51,28 @@ def get_parser() -> argparse.ArgumentParser:
     vocab.add_argument("--dest", type=Path, default=None, help="where to put it (default ~/.cache/marssep/...)")
     report = encoders.add_parser("report", help="markdown table of metrics/align.json")
     report.add_argument("--metrics", type=Path, default=Path("metrics/align.json"))
+    params = commands.add_parser("params", help="parameter profiles").add_subparsers(dest="params_command", required=True)
+    exp_args = params.add_parser("exp-args", help="print a profile overlay as `dvc exp run -S` arguments")
+    exp_args.add_argument("profile", type=Path, help="e.g. profiles/paper.yaml")
+    _add_separate(commands)
     return parser
+
+
+def _add_separate(commands: argparse._SubParsersAction) -> None:
+    sep = commands.add_parser("separate", help="extract the queried sound from mixtures (PyTorch)")
+    sep.add_argument("mixtures", nargs="+", type=Path, help="audio files")
+    sep.add_argument("--text", action="append", help="text query (repeat to average several)")
+    sep.add_argument("--audio", action="append", type=Path, help="reference audio query")
+    sep.add_argument("--image", action="append", type=Path, help="image query")
+    sep.add_argument("--negative-text", action="append", help="a sound to steer away from")
+    sep.add_argument("--negative-audio", action="append", type=Path)
+    sep.add_argument("--negative-image", action="append", type=Path)
+    sep.add_argument("--model", type=Path, default=Path("models/separator_sup.pt"))
+    sep.add_argument("--encoder", type=Path, default=None, help="query encoder (default: the one the model names)")
+    sep.add_argument("-o", "--out-dir", type=Path, default=Path("separated"))
+    sep.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    sep.add_argument("--segment", type=float, default=10.0, help="seconds per window (overlap-add)")
+    sep.add_argument("--overlap", type=float, default=0.25, help="window overlap fraction")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
 
         print(align_table(args.metrics), end="")
         return 0
+    if args.command == "params":
+        import shlex
+
+        from marssep_core.config import load_params, overlay_assignments
+
+        print(" ".join(f"-S {shlex.quote(a)}" for a in overlay_assignments(load_params(args.profile))))
+        return 0
+    if args.command == "separate":
+        from marssep_core.separation.cli import run_separate
+
+        return run_separate(args)
     raise AssertionError(f"unhandled command {args}")  # argparse's required=True makes this unreachable
 
 

@@ -180,3 +180,16 @@ def load_section(cls: type[T], name: str, path: str | Path = "params.yaml") -> T
     """Build the dataclass for section ``name`` of the params file at ``path``."""
     params = load_params(path)
     return build(cls, params.get(name), f"{path}:{name}")
+
+
+def overlay_assignments(overlay: dict[str, Any], prefix: str = "") -> list[str]:
+    """Flatten a params overlay (e.g. ``profiles/paper.yaml``) into ``dvc exp run -S`` values:
+    ``{"a": {"b": 1}}`` -> ``["a.b=1"]``. Lists and scalars are written as inline YAML."""
+    out = []
+    for key, value in overlay.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += overlay_assignments(value, f"{name}.")
+        else:
+            out.append(f"{name}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
+    return out

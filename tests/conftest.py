@@ -109,3 +109,51 @@ def clean_cfg() -> CleanConfig:
         label_filter=LabelFilterConfig(folds=3, top_k=1, min_class_clips=8),
         test_pairs=TestPairsConfig(pairs_per_corpus=12, crop_seconds=0.5),
     )
+
+
+@dataclasses.dataclass
+class SeparatorAssets:
+    """Everything the separator stages read, built once from the tiny corpus: raw corpus, audio
+    bank, test pairs, an (untrained) tiny encoder and its query bank."""
+
+    root: Path
+    raw: Path
+    bank: Path
+    pairs: pd.DataFrame
+    encoder: Path
+    queries: Path
+
+
+@pytest.fixture(scope="session")
+def separator_assets(tmp_path_factory) -> SeparatorAssets:
+    import torch
+
+    from marssep_core.data.audio_bank import build_audio_bank
+    from marssep_core.data.stages import run_clean, run_ingest
+    from marssep_core.encoders.imagebind import ImageBindModel, tiny
+    from marssep_core.encoders.store import save_encoder
+    from marssep_core.separation.stages import run_embed_queries
+
+    root = tmp_path_factory.mktemp("separator_assets")
+    raw = root / "raw"
+    make_tiny_corpus(raw)
+    catalog = run_ingest(raw, root / "catalog", IngestConfig(workers=1))
+    clean = dataclasses.replace(
+        CleanConfig(),
+        label_filter=LabelFilterConfig(folds=3, top_k=1, min_class_clips=8),
+        test_pairs=TestPairsConfig(pairs_per_corpus=6, crop_seconds=0.5),
+    )
+    result = run_clean(raw, catalog, root / "clean", root / "data.json", clean)
+    build_audio_bank(raw, result.clean, root / "bank", SR, 10.0, workers=1)
+    torch.manual_seed(0)
+    save_encoder(root / "encoder.pt", ImageBindModel(tiny()), 0.07, {"stage": "stage3"})
+    run_embed_queries(root / "encoder.pt", raw, root / "bank", root / "queries.pt")
+    return SeparatorAssets(root, raw, root / "bank", result.pairs, root / "encoder.pt", root / "queries.pt")
+
+
+TINY_SEPARATOR_PARAMS = {
+    "model": {"warp_bins": 32, "downs": 3, "channels": 4, "mask_channels": 4, "film": True},
+    "mixing": {"crop_seconds": 0.5},
+    "loop": {"steps": 6, "batch_size": 4, "warmup": 1, "eval_every": 3, "checkpoint_every": 2, "device": "cpu"},
+    "validation": {"pairs_per_corpus": 4, "crop_seconds": 0.5, "batch": 8},
+}

@@ -48,3 +48,14 @@ def test_wrong_type_is_rejected_and_ints_become_floats():
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_section(AudioConfig, "audio", tmp_path / "nope.yaml")
+
+
+def test_profile_overlay_becomes_dvc_exp_arguments(capsys):
+    from marssep_core.cli import main
+    from marssep_core.config import overlay_assignments
+
+    assert overlay_assignments({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": True, "f": 0.5, "g": "x y"}) == [
+        "a.b=1", "a.c.d=[1, 2]", "e=true", "f=0.5", "g=x y"]
+    profile = Path(__file__).resolve().parents[1] / "profiles" / "paper.yaml"
+    assert main(["params", "exp-args", str(profile)]) == 0
+    assert "-S train_supervised.model.downs=7 " in capsys.readouterr().out

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import make_tiny_corpus
+from tests.conftest import TINY_SEPARATOR_PARAMS, make_tiny_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,6 +43,7 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     for stage in ("pretrain", "stage1", "stage2", "stage3"):
         params["encoder"][stage].update(steps=3, batch_size=8, eval_every=3, warmup=1)
     params["encoder"]["fusion"].update(steps=3, batch_size=8)
+    params["train_supervised"] = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     make_tiny_corpus(project / "data" / "raw")
 
@@ -60,6 +61,9 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     align = json.loads((project / "metrics" / "align.json").read_text())
     assert set(align) == {"pretrain", "stage1", "stage2", "stage3", "fusion"}
     assert (project / "models" / "encoder" / "mlbp.pt").is_file()
+    supervised = json.loads((project / "metrics" / "supervised.json").read_text())
+    assert supervised["steps"] == 6 and "oracle_irm" in supervised["test"]
+    assert (project / "models" / "separator_sup.pt").is_file()
     # nothing left to do: a second repro reproduces no stage
     assert "Running stage" not in _run(["dvc", "repro"], project)
     assert "up to date" in _run(["dvc", "status"], project)

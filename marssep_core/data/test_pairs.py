@@ -38,29 +38,35 @@ class TestPairError(ValueError):
     __test__ = False  # not a pytest test class
 
 
+# where audio queries come from, in order of preference, for pairs drawn from each split
+QUERY_SPLITS = {"test": ("test", "val", "train"), "val": ("val", "train", "test")}
+
+
 def make_test_pairs(
-    clean: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig
+    clean: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, split: str = "test"
 ) -> pd.DataFrame:
-    """Build ``cfg.pairs_per_corpus`` pairs per corpus from ``clean`` (kept clips with ``split``)."""
+    """Build ``cfg.pairs_per_corpus`` pairs per corpus from ``clean`` (kept clips with ``split``
+    and ``duration``); targets and interferers come from ``split`` (the validation pairs of the
+    separator stages use ``val``)."""
     tables = []
     for corpus in sorted(clean["corpus"].unique()):
-        tables.append(_corpus_pairs(corpus, clean[clean["corpus"] == corpus], classes, images, cfg))
+        tables.append(_corpus_pairs(corpus, clean[clean["corpus"] == corpus], classes, images, cfg, split))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PAIR_COLUMNS)
 
 
 def _corpus_pairs(
-    corpus: str, clips: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig
+    corpus: str, clips: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, split: str
 ) -> pd.DataFrame:
     rng = np.random.default_rng([cfg.seed, _stable_int(corpus)])
-    test = clips[clips["split"] == "test"].sort_values("clip_id")
+    test = clips[clips["split"] == split].sort_values("clip_id")
     by_class = {label: part for label, part in test.groupby("class")}
     labels = sorted(by_class)
     if len(labels) < 2:
-        raise TestPairError(f"corpus {corpus}: test split has {len(labels)} class(es); pairs need at least 2")
+        raise TestPairError(f"corpus {corpus}: {split} split has {len(labels)} class(es); pairs need at least 2")
     text = classes.set_index("class")["text"].to_dict()
     pictures = images.sort_values("image_id").groupby("class")["path"].apply(list).to_dict()
     query_pool = {
-        label: part.assign(order=part["split"].map({"test": 0, "val": 1, "train": 2})).sort_values(["order", "clip_id"])
+        label: part.assign(order=part["split"].map({s: i for i, s in enumerate(QUERY_SPLITS[split])})).sort_values(["order", "clip_id"])
         for label, part in clips.groupby("class")
     }
     rows = []

@@ -1,0 +1,130 @@
+"""Training mixtures made on the fly, and the fixed evaluation pairs turned into signals.
+
+Every training item: a target class drawn uniformly (rare everyday classes count as much as the
+64-clip instruments), a clip of it, an interferer clip of another class (of the same corpus by
+default, as the test pairs), random crops, an SNR drawn uniformly in dB, OmniSep mixing
+(``mix_pair``: ``mixture == target + interferer``) and a mixed-up query. All randomness comes from
+the ``rng`` passed in, so a step's batch is a function of ``(seed, step, rank)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from marssep_core.audio.mixing import mix_pair
+from marssep_core.data.audio_bank import AudioBank
+from marssep_core.separation.queries import OMNI_WEIGHTS, QueryBank, combine, mixup_queries
+
+
+@dataclass(frozen=True)
+class MixingConfig:
+    """How training mixtures and queries are drawn."""
+
+    crop_seconds: float = 2.0
+    snr_db_min: float = -5.0
+    snr_db_max: float = 5.0
+    same_corpus: bool = True
+    query_single_prob: float = 0.5
+
+
+@dataclass
+class MixBatch:
+    """``mixture``, ``target``, ``interferer`` ``(B, N)`` float32 with mixture = target + interferer;
+    ``query (B, D)``; class names per row."""
+
+    mixture: torch.Tensor
+    target: torch.Tensor
+    interferer: torch.Tensor
+    query: torch.Tensor
+    target_class: list[str]
+    interferer_class: list[str]
+
+
+class MixtureSampler:
+    """Draws ``MixBatch``es from one split of the audio bank."""
+
+    def __init__(self, bank: AudioBank, queries: QueryBank, split: str, cfg: MixingConfig):
+        self.bank, self.queries, self.cfg = bank, queries, cfg
+        clips = bank.split(split)
+        if clips.empty:
+            raise ValueError(f"split {split!r} of the audio bank has no clips")
+        self.length = int(round(cfg.crop_seconds * bank.sample_rate))
+        self.clips_of = {label: part["clip_id"].tolist() for label, part in clips.groupby("class")}
+        self.lengths = dict(zip(clips["clip_id"], clips["length"]))
+        self.corpus_of = dict(zip(clips["class"], clips["corpus"]))
+        self.classes = sorted(self.clips_of)
+        self.partners = {
+            label: [o for o in self.classes if o != label and (not cfg.same_corpus or self.corpus_of[o] == self.corpus_of[label])]
+            for label in self.classes
+        }
+        lonely = [label for label, others in self.partners.items() if not others]
+        if lonely:
+            raise ValueError(f"split {split!r}: no interferer class for {lonely} (same_corpus={cfg.same_corpus})")
+
+    def _crop(self, clip_id: str, rng: np.random.Generator) -> np.ndarray:
+        start = int(rng.integers(0, max(1, int(self.lengths[clip_id]) - self.length + 1)))
+        return self.bank.crop(clip_id, self.length, start)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> MixBatch:
+        mixtures, targets, interferers, target_classes, interferer_classes, query_clips = [], [], [], [], [], []
+        for _ in range(batch_size):
+            label = self.classes[rng.integers(len(self.classes))]
+            clips = self.clips_of[label]
+            clip = clips[rng.integers(len(clips))]
+            others = [c for c in clips if c != clip] or clips
+            other = self.partners[label][rng.integers(len(self.partners[label]))]
+            other_clips = self.clips_of[other]
+            snr = float(rng.uniform(self.cfg.snr_db_min, self.cfg.snr_db_max))
+            mixture, target, interferer = mix_pair(
+                self._crop(clip, rng), self._crop(other_clips[rng.integers(len(other_clips))], rng), snr
+            )
+            mixtures.append(mixture)
+            targets.append(target)
+            interferers.append(interferer)
+            target_classes.append(label)
+            interferer_classes.append(other)
+            query_clips.append(others[rng.integers(len(others))])
+        return MixBatch(
+            mixture=torch.from_numpy(np.stack(mixtures)),
+            target=torch.from_numpy(np.stack(targets)),
+            interferer=torch.from_numpy(np.stack(interferers)),
+            query=mixup_queries(self.queries, target_classes, query_clips, rng, self.cfg.query_single_prob),
+            target_class=target_classes,
+            interferer_class=interferer_classes,
+        )
+
+
+def pair_signals(pairs: pd.DataFrame, bank: AudioBank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mixture, target, interferer)``, each ``(P, N)``, for fixed pairs (``test_pairs.csv``
+    columns) that share one ``crop_seconds``."""
+    crops = pairs["crop_seconds"].unique()
+    if len(crops) != 1:
+        raise ValueError(f"pairs mix crop lengths {sorted(crops)}; evaluate them separately")
+    rate = bank.sample_rate
+    length = int(round(float(crops[0]) * rate))
+    out = []
+    for pair in pairs.itertuples(index=False):
+        target = bank.crop(pair.target_clip, length, int(round(pair.target_offset_s * rate)))
+        interferer = bank.crop(pair.interferer_clip, length, int(round(pair.interferer_offset_s * rate)))
+        out.append(mix_pair(target, interferer, float(pair.snr_db)))
+    mixture, target, interferer = (np.stack(parts) for parts in zip(*out))
+    return mixture, target, interferer
+
+
+def pair_queries(pairs: pd.DataFrame, queries: QueryBank) -> dict[str, torch.Tensor | None]:
+    """Per-pair query embeddings ``(P, D)`` for ``text``, ``audio``, ``vision`` (``None`` where
+    no pair has a picture; rows without one are zero) and ``omni``, plus ``has_image (P,)``."""
+    text = queries.text_of(pairs["target_class"].tolist())
+    audio = queries.audio_of(pairs["query_audio_clip"].tolist())
+    has_image = torch.tensor([bool(p) for p in pairs["query_image"]])
+    vision = torch.zeros_like(text)
+    if has_image.any():
+        vision[has_image] = queries.image_of([p for p in pairs["query_image"] if p])
+    omni_with = combine({"text": text, "audio": audio, "vision": vision}, OMNI_WEIGHTS)
+    omni_without = combine({"text": text, "audio": audio}, OMNI_WEIGHTS)
+    omni = torch.where(has_image[:, None], omni_with, omni_without)
+    return {"text": text, "audio": audio, "vision": vision, "omni": omni, "has_image": has_image}

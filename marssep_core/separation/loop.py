@@ -1,0 +1,238 @@
+"""The training loop shared by supervised pretraining and RL fine-tuning.
+
+A ``Task`` supplies the loss of one step and the validation metrics; the loop owns everything
+else: device choice, bf16 autocast on GPU, DDP (``torchrun``; gloo on CPU, NCCL on GPU), AdamW with
+linear warmup and cosine decay, gradient clipping, best-checkpoint selection on a validation
+metric, a per-step history, and crash safety:
+
+- every ``checkpoint_every`` steps rank 0 writes ``run_dir/last.pt`` atomically (model, optimizer,
+  scheduler, step, best weights, history); a killed run started again resumes from it;
+- a step's data comes from ``np.random.default_rng([seed, step, rank])``, so a resumed run draws
+  exactly the batches the uninterrupted run would have drawn;
+- the checkpoint carries a fingerprint of the configuration; a run with different settings
+  starts over instead of resuming someone else's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from marssep_core.encoders.api import resolve_device
+from marssep_core.encoders.store import save_torch_atomic
+from marssep_core.io_utils import write_table_atomic
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "last.pt"
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Optimisation and bookkeeping of one training run (``batch_size`` is global: each of the
+    ``world_size`` processes draws ``batch_size // world_size`` items)."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    checkpoint_every: int = 100
+    device: str = "auto"  # cpu | cuda | auto
+    bf16: bool = True  # autocast on CUDA only; CPU runs stay in float32
+    seed: int = 0
+
+
+class Task(Protocol):
+    def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one step on a fresh batch, and the scalars to log."""
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics (called on rank 0 only, in eval mode, without gradients)."""
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group ``torchrun`` describes in the environment (no-op for one process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@dataclass
+class LoopResult:
+    best_state: dict[str, torch.Tensor]
+    best_step: int
+    best_score: float
+    final_state: dict[str, torch.Tensor]
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+    dist: Distributed = field(default_factory=Distributed)
+    replica_digests: list[str] = field(default_factory=list)  # final weights of each rank
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names and bytes of a state dict."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def schedule(cfg: LoopConfig) -> Callable[[int], float]:
+    """Learning-rate factor: linear warmup, then cosine decay to zero at ``cfg.steps``."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train_loop(
+    model: nn.Module,
+    task: Task,
+    cfg: LoopConfig,
+    run_dir: Path,
+    fingerprint: str,
+    selection_metric: str,
+    history_csv: Path | None = None,
+    desc: str = "train",
+) -> LoopResult:
+    """Train ``model`` in place on ``task``; return the best (by ``selection_metric``, higher is
+    better) and final weights and the history. Resumes from ``run_dir/last.pt`` when its
+    fingerprint matches."""
+    device = resolve_device(cfg.device)
+    ranks = init_distributed(device)
+    if device.type == "cuda" and ranks.world_size > 1:
+        device = torch.device("cuda", ranks.local_rank)
+    if cfg.batch_size % ranks.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {ranks.world_size} processes")
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(cfg))
+    start, history = 0, []
+    best = {"score": -math.inf, "step": 0, "state": _cpu_state(model)}
+    if ranks.is_main:
+        remove_stale_temporaries(run_dir)
+    saved = load_checkpoint(run_dir)
+    if saved is not None and saved.get("fingerprint") == fingerprint:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start, history, best = int(saved["step"]), list(saved["history"]), dict(saved["best"])
+        if ranks.is_main:
+            log.info("%s: resumed from %s at step %d", desc, run_dir / CHECKPOINT, start)
+    elif saved is not None and ranks.is_main:
+        log.warning("%s: %s belongs to other settings; starting over", desc, run_dir / CHECKPOINT)
+    trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.world_size > 1 else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else contextlib.nullcontext()
+    per_rank = cfg.batch_size // ranks.world_size
+
+    def checkpoint(step: int) -> None:
+        if ranks.is_main:
+            state = {"fingerprint": fingerprint, "step": step, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "best": best, "history": history}
+            save_torch_atomic(run_dir / CHECKPOINT, state)
+            if history_csv is not None:
+                write_table_atomic(history_csv, pd.DataFrame(history))
+
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step", disable=not ranks.is_main)
+    for step in bar:
+        model.train()
+        rng = np.random.default_rng([cfg.seed, step, ranks.rank])
+        with autocast:
+            loss, scalars = task.loss(trained, rng, per_rank, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        row = {"step": step + 1, "loss": float(loss.item()), "grad_norm": float(grad_norm.item()), "lr": scheduler.get_last_lr()[0], **scalars}
+        done = step + 1 == cfg.steps
+        if ranks.is_main and ((step + 1) % cfg.eval_every == 0 or done):
+            model.eval()
+            with torch.no_grad(), autocast:
+                metrics = task.evaluate(model)
+            row.update({f"val_{k}": v for k, v in metrics.items()})
+            score = metrics[selection_metric]
+            if score > best["score"]:
+                best = {"score": float(score), "step": step + 1, "state": _cpu_state(model)}
+            bar.set_postfix({selection_metric: f"{score:.3f}"})
+            log.info("%s step %d: loss %.4f, val %s %.4f", desc, step + 1, row["loss"], selection_metric, score)
+        history.append(row)
+        if (step + 1) % cfg.checkpoint_every == 0 or done:
+            checkpoint(step + 1)
+        if ranks.world_size > 1 and (done or (step + 1) % cfg.eval_every == 0):
+            dist.barrier()
+    final = _cpu_state(model)
+    digests = [state_digest(final)]
+    if ranks.world_size > 1:  # every replica reports its weights; DDP must have kept them equal
+        digests = [None] * ranks.world_size
+        dist.all_gather_object(digests, state_digest(final))
+        if len(set(digests)) != 1 and ranks.is_main:
+            log.error("%s: DDP replicas diverged: %s", desc, digests)
+    return LoopResult(best["state"], int(best["step"]), float(best["score"]), final, history, start, ranks, digests)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete temporaries of a checkpoint write that was killed mid-way (never read)."""
+    for stale in run_dir.glob(f".{Path(CHECKPOINT).stem}.*"):
+        stale.unlink(missing_ok=True)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a finished run's resume checkpoint (its outputs are written by then)."""
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    remove_stale_temporaries(run_dir)
+
+
+def fingerprint_of(*parts: Any) -> str:
+    """A stable digest of configuration objects (dataclasses, dicts, strings)."""
+    text = json.dumps([asdict(p) if is_dataclass(p) else p for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+

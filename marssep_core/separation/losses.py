@@ -1,0 +1,40 @@
+"""Supervised separator losses as pure functions.
+
+- ``weighted_bce`` (OmniSep/CLIPSep, the paper's baseline): binary cross-entropy between the mask
+  logits and the binary target mask ``|S_target| > 0.5 |X|``, each TF bin weighted by
+  ``clamp(log1p(|X|), 1e-3, 10)`` so loud bins count more and silent ones almost nothing.
+- ``negative_si_sdr``: minus the SI-SDR of the masked-mixture estimate (iSTFT with the mixture
+  phase) against the target, capped at ``max_db`` so solved items stop dominating. On the default
+  corpus and CPU budget it trains about four times faster than the BCE in validation SI-SDRi
+  (docs/separator.md has the runs), so the default profile uses it; the paper profile keeps BCE.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from marssep_core.evaluation.signal import si_sdr
+
+LOSSES = ("bce", "si_sdr")
+
+
+def binary_target_mask(target_magnitude: torch.Tensor, mixture_magnitude: torch.Tensor) -> torch.Tensor:
+    """``1`` where the target dominates: ``|S| > 0.5 |X|``, ``(..., F, T)`` float."""
+    return (target_magnitude > 0.5 * mixture_magnitude).float()
+
+
+def mask_weights(mixture_magnitude: torch.Tensor) -> torch.Tensor:
+    return torch.log1p(mixture_magnitude).clamp(1e-3, 10.0)
+
+
+def weighted_bce(logits: torch.Tensor, target_magnitude: torch.Tensor, mixture_magnitude: torch.Tensor) -> torch.Tensor:
+    """Scalar loss; all inputs ``(B, F, T)``, ``logits`` before the sigmoid."""
+    return F.binary_cross_entropy_with_logits(
+        logits.float(), binary_target_mask(target_magnitude, mixture_magnitude), weight=mask_weights(mixture_magnitude)
+    )
+
+
+def negative_si_sdr(estimate: torch.Tensor, target: torch.Tensor, max_db: float = 30.0) -> torch.Tensor:
+    """Scalar loss from waveforms ``(B, N)``: ``-mean(min(SI-SDR, max_db))``."""
+    return -si_sdr(estimate.float(), target.float()).clamp(max=max_db).mean()

@@ -1,0 +1,162 @@
+"""The query-conditioned mask network: a U-Net over the log-magnitude spectrogram.
+
+Input ``|X|`` ``(B, F, T)`` and a query embedding ``q`` ``(B, D)``; output mask logits (and the
+mask proposal ``P = sigmoid(logits)`` in [0, 1]) of shape ``(B, F, T)``.
+
+Architecture (Sound-of-Pixels / CLIPSep U-Net, sizes from params):
+- the frequency axis is warped to ``warp_bins`` log-spaced bins (a fixed matrix, so the ONNX
+  graph is plain MatMuls), the log-magnitude is normalised per example;
+- ``downs`` stride-2 4x4 convolutions (channels ``channels * 2**i`` capped at ``8 * channels``),
+  a mirrored decoder with bilinear upsampling, 3x3 convolutions and skip connections;
+- GroupNorm instead of BatchNorm: the RL stage compares the policy with its own snapshot on the
+  same batch, and batch statistics would make that ratio depend on the batch composition;
+- conditioning: optional FiLM of every encoder and decoder block by the query (identity at
+  initialisation), then CLIPSep/OmniSep's inner-product head: ``K`` feature maps are weighted by
+  ``W q`` and offset by ``b(q)``;
+- the logits are interpolated back to the linear frequency axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MaskNetConfig:
+    """Architecture of ``MaskUNet``; ``n_freq`` and ``query_dim`` come from the STFT and encoder."""
+
+    n_freq: int = 513
+    query_dim: int = 128
+    warp_bins: int = 128  # 0: no warping (the U-Net sees all n_freq bins)
+    downs: int = 5
+    channels: int = 16
+    mask_channels: int = 32  # K feature maps combined by the query (inner-product head)
+    film: bool = True
+
+    @property
+    def net_bins(self) -> int:
+        return self.warp_bins or self.n_freq
+
+
+def _warp_positions(n_freq: int, bins: int) -> torch.Tensor:
+    """``bins`` log-spaced positions on the linear bin axis, from bin 0 to bin ``n_freq - 1``."""
+    return torch.logspace(0.0, math.log10(n_freq), bins, dtype=torch.float64) - 1.0
+
+
+def warp_matrices(n_freq: int, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(to_warped (bins, n_freq), to_linear (n_freq, bins))``.
+
+    ``to_warped`` averages linear bins with triangles centred on the warped positions (half-width
+    the local spacing, at least one bin: plain linear interpolation at low frequencies, an
+    anti-aliased average at high ones). ``to_linear`` linearly interpolates warped values back.
+    """
+    pos = _warp_positions(n_freq, bins)
+    spacing = torch.diff(pos, prepend=pos[:1] - 1.0).clamp(min=1.0)
+    linear = torch.arange(n_freq, dtype=torch.float64)
+    to_warped = (1.0 - (linear[None, :] - pos[:, None]).abs() / spacing[:, None]).clamp(min=0.0)
+    to_warped = to_warped / to_warped.sum(dim=1, keepdim=True)
+    upper = torch.searchsorted(pos, linear).clamp(1, bins - 1)
+    lower = upper - 1
+    frac = ((linear - pos[lower]) / (pos[upper] - pos[lower])).clamp(0.0, 1.0)
+    to_linear = torch.zeros(n_freq, bins, dtype=torch.float64)
+    to_linear[torch.arange(n_freq), lower] = 1.0 - frac
+    to_linear[torch.arange(n_freq), upper] += frac
+    return to_warped.float(), to_linear.float()
+
+
+class _FiLM(nn.Module):
+    """``x * (1 + gamma(q)) + beta(q)`` per channel; starts as the identity."""
+
+    def __init__(self, query_dim: int, channels: int):
+        super().__init__()
+        self.linear = nn.Linear(query_dim, 2 * channels)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.linear(query).chunk(2, dim=-1)
+        return x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class _Down(nn.Module):
+    def __init__(self, c_in: int, c_out: int, query_dim: int, film: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1)
+        self.norm = nn.GroupNorm(min(8, c_out), c_out)
+        self.film = _FiLM(query_dim, c_out) if film else None
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv(x))
+        return F.leaky_relu(self.film(x, query) if self.film is not None else x, 0.2)
+
+
+class _Up(nn.Module):
+    def __init__(self, c_in: int, c_out: int, query_dim: int, film: bool, kernel: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel_size=kernel, padding=kernel // 2)
+        self.norm = nn.GroupNorm(min(8, c_out), c_out)
+        self.film = _FiLM(query_dim, c_out) if film else None
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, query: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        x = self.norm(self.conv(x))
+        return F.relu(self.film(x, query) if self.film is not None else x)
+
+
+class MaskUNet(nn.Module):
+    """``(|X| (B, F, T), q (B, D)) -> mask logits (B, F, T)``; ``mask()`` applies the sigmoid."""
+
+    def __init__(self, cfg: MaskNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        to_warped, to_linear = warp_matrices(cfg.n_freq, cfg.warp_bins) if cfg.warp_bins else (None, None)
+        self.register_buffer("to_warped", to_warped, persistent=False)
+        self.register_buffer("to_linear", to_linear, persistent=False)
+        widths = [cfg.channels * min(2**i, 8) for i in range(cfg.downs)]
+        self.downs = nn.ModuleList(
+            _Down(c_in, c_out, cfg.query_dim, cfg.film) for c_in, c_out in zip([1, *widths[:-1]], widths)
+        )
+        ups = []
+        for level in reversed(range(cfg.downs)):
+            # upsample to the resolution of down block ``level - 1`` and concatenate its output
+            c_in = widths[level] + (widths[level - 1] if level > 0 else 0)
+            c_out = widths[level - 1] if level > 0 else cfg.mask_channels
+            # the full-resolution block is 40% of the FLOPs with a 3x3 kernel: 1x1 there
+            ups.append(_Up(c_in, c_out, cfg.query_dim, cfg.film, kernel=3 if level > 0 else 1))
+        self.ups = nn.ModuleList(ups)
+        self.query_weights = nn.Linear(cfg.query_dim, cfg.mask_channels + 1)  # K weights + bias
+
+    def forward(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        frames = magnitude.shape[-1]
+        x = torch.log(magnitude.clamp(min=1e-5))
+        if self.to_warped is not None:
+            x = torch.matmul(self.to_warped, x)  # (B, W, T)
+        x = x[:, None]
+        x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 1e-5)
+        multiple = 2**self.cfg.downs
+        bins = x.shape[2]
+        x = F.pad(x, (0, (-frames) % multiple, 0, (-bins) % multiple))
+        skips = []
+        for down in self.downs:
+            x = down(x, query)
+            skips.append(x)
+        skips = [*reversed(skips[:-1]), None]  # the last block returns to full resolution
+        for up, skip in zip(self.ups, skips):
+            x = up(x, skip, query)
+        weights = self.query_weights(query)
+        logits = torch.einsum("bkft,bk->bft", x, weights[:, :-1]) + weights[:, -1, None, None]
+        logits = logits[:, :bins, :frames]
+        if self.to_linear is not None:
+            logits = torch.matmul(self.to_linear, logits)
+        return logits
+
+    def mask(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """The mask proposal ``P`` in [0, 1], ``(B, F, T)``."""
+        return torch.sigmoid(self(magnitude, query))

@@ -1,0 +1,172 @@
+"""Separator DVC stages as functions: ``embed_queries`` and ``train_supervised``.
+
+``train_supervised`` trains the mask network with the weighted BCE on on-the-fly mixtures and
+mixed-up queries (``loop.train_loop``), keeps the checkpoint with the best validation SI-SDRi for
+text queries, then scores it on the fixed test pairs for text, audio, image and omni queries next
+to the oracle IRM, and writes ``models/separator_sup.pt``, ``metrics/supervised.json`` and the
+per-step history CSV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from marssep_core.audio.stft import STFT
+from marssep_core.config import AudioConfig, TestPairsConfig
+from marssep_core.data.audio_bank import AudioBank, load_audio_bank
+from marssep_core.data.test_pairs import make_test_pairs
+from marssep_core.encoders.stages import open_data
+from marssep_core.encoders.store import load_encoder
+from marssep_core.io_utils import write_json_atomic, write_table_atomic
+from marssep_core.separation.data import MixingConfig, MixtureSampler
+from marssep_core.separation.evaluate import evaluate_pairs
+from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
+from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
+from marssep_core.separation.model import MaskNetConfig, MaskUNet
+from marssep_core.separation.queries import QueryBank, build_query_bank
+from marssep_core.separation.separator import Separator, save_separator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UNetParams:
+    """The ``model`` block of ``train_supervised`` (``MaskNetConfig`` minus what the STFT and the
+    encoder fix)."""
+
+    warp_bins: int = 128
+    downs: int = 5
+    channels: int = 16
+    mask_channels: int = 32
+    film: bool = True
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Validation pairs drawn from the val split like the test pairs (selection: text SI-SDRi)."""
+
+    pairs_per_corpus: int = 100
+    crop_seconds: float = 4.0
+    seed: int = 4321
+    batch: int = 32
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """``train_supervised`` params section."""
+
+    model: UNetParams = UNetParams()
+    loss: str = "si_sdr"  # or "bce" (OmniSep's weighted BCE); see separation/losses.py
+    mixing: MixingConfig = MixingConfig()
+    loop: LoopConfig = LoopConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+
+def run_embed_queries(encoder_path: Path, raw_dir: Path, bank_dir: Path, out: Path) -> dict[str, Any]:
+    """Embed every clip, class text and picture with the aligned encoder into a query bank."""
+    model, _, meta = load_encoder(encoder_path)
+    data = open_data(raw_dir, bank_dir, model.cfg.image_size)
+    bank = build_query_bank(model, data, raw_dir, encoder_path)
+    bank.save(out)
+    return {"clips": len(bank.clip_ids), "classes": len(bank.classes), "pictures": len(bank.image_paths),
+            "dim": bank.dim, "encoder_stage": meta.get("stage", "")}
+
+
+def validation_pairs(bank: AudioBank, raw_dir: Path, cfg: ValidationConfig) -> pd.DataFrame:
+    """Fixed pairs from the val split (same recipe as the test pairs)."""
+    clips = bank.index.assign(duration=bank.index["length"] / bank.sample_rate)
+    classes = pd.read_csv(raw_dir / "classes.csv", keep_default_na=False)
+    images = pd.read_csv(raw_dir / "images.csv", keep_default_na=False)
+    pairs_cfg = TestPairsConfig(pairs_per_corpus=cfg.pairs_per_corpus, crop_seconds=cfg.crop_seconds, seed=cfg.seed)
+    return make_test_pairs(clips, classes, images, pairs_cfg, split="val")
+
+
+class SupervisedTask:
+    """Loss steps on sampled mixtures; validation SI-SDRi for text and audio queries."""
+
+    def __init__(self, loss: str, stft: STFT, audio: AudioConfig, sampler: MixtureSampler, val_pairs: pd.DataFrame,
+                 bank: AudioBank, queries: QueryBank, eval_batch: int):
+        if loss not in LOSSES:
+            raise ValueError(f"train_supervised.loss must be one of {LOSSES}, got {loss!r}")
+        self.loss_name, self.stft, self.audio, self.sampler = loss, stft, audio, sampler
+        self.val_pairs, self.bank, self.queries, self.eval_batch = val_pairs, bank, queries, eval_batch
+
+    def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = self.sampler.sample(batch_size, rng)
+        mixture, target = batch.mixture.to(device), batch.target.to(device)
+        with torch.autocast(device.type, enabled=False):  # STFTs in float32
+            spec = self.stft.forward(mixture)
+            magnitude = spec.abs()
+        logits = model(magnitude, batch.query.to(device))
+        if self.loss_name == "bce":
+            return weighted_bce(logits, self.stft.forward(target).abs(), magnitude), {}
+        with torch.autocast(device.type, enabled=False):
+            estimate = self.stft.inverse(torch.sigmoid(logits.float()) * spec, mixture.shape[-1])
+            return negative_si_sdr(estimate, target), {}
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        separator = Separator(model, self.audio)
+        summary, _ = evaluate_pairs(separator, self.val_pairs, self.bank, self.queries, ("text", "audio"), False, self.eval_batch)
+        return {f"si_sdri_{kind}": values["si_sdri"] for kind, values in summary.items()}
+
+
+def build_separator(cfg: UNetParams, audio: AudioConfig, query_dim: int) -> Separator:
+    stft = STFT.from_config(audio)
+    return Separator(MaskUNet(MaskNetConfig(n_freq=stft.n_freq, query_dim=query_dim, **dataclasses.asdict(cfg))), audio)
+
+
+def run_supervised_stage(
+    cfg: SupervisedConfig,
+    audio: AudioConfig,
+    raw_dir: Path,
+    bank_dir: Path,
+    queries_path: Path,
+    test_pairs: pd.DataFrame,
+    out_model: Path,
+    out_metrics: Path,
+    out_history: Path,
+    run_dir: Path,
+) -> dict[str, Any] | None:
+    """Train (resuming from ``run_dir`` after a crash), select, score and save. Returns the
+    metrics on rank 0 and ``None`` on the other DDP ranks."""
+    torch.manual_seed(cfg.loop.seed)
+    bank = load_audio_bank(bank_dir)
+    if bank.sample_rate != audio.sample_rate:
+        raise ValueError(f"{bank_dir}: audio bank is at {bank.sample_rate} Hz, params audio.sample_rate is {audio.sample_rate}")
+    queries = QueryBank.load(queries_path)
+    separator = build_separator(cfg.model, audio, queries.dim)
+    task = SupervisedTask(cfg.loss, separator.stft, audio, MixtureSampler(bank, queries, "train", cfg.mixing),
+                          validation_pairs(bank, raw_dir, cfg.validation), bank, queries, cfg.validation.batch)
+    fingerprint = fingerprint_of(cfg, audio, queries.encoder)
+    result = train_loop(separator.mask_net, task, cfg.loop, run_dir, fingerprint, "si_sdri_text", out_history, "supervised")
+    if not result.dist.is_main:
+        return None
+    separator.mask_net.load_state_dict(result.best_state)
+    separator.cpu().eval()
+    summary, _ = evaluate_pairs(separator, test_pairs, bank, queries, batch=cfg.validation.batch)
+    best_row = next(row for row in result.history if row["step"] == result.best_step)
+    report = {
+        "best_step": result.best_step,
+        "steps": cfg.loop.steps,
+        "val": {k[4:]: v for k, v in best_row.items() if k.startswith("val_")},
+        "test": summary,
+        "text_vs_oracle": round(summary["text"]["si_sdri"] / summary["oracle_irm"]["si_sdri"], 3),
+        "parameters": sum(p.numel() for p in separator.parameters()),
+        "processes": result.dist.world_size,
+        "replicas_identical": len(set(result.replica_digests)) == 1,
+    }
+    save_separator(out_model, separator, queries.encoder, {"stage": "train_supervised", "step": result.best_step,
+                                                           "val_si_sdri_text": result.best_score})
+    write_table_atomic(out_history, pd.DataFrame(result.history))
+    write_json_atomic(out_metrics, report)
+    clear_run(run_dir)
+    return report

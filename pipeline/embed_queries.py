@@ -1,0 +1,31 @@
+"""DVC stage ``embed_queries``: the query bank (audio, text and picture embeddings) from the
+aligned encoder.
+
+    python pipeline/embed_queries.py [--encoder models/encoder/stage3.pt] [--out data/query_bank.pt]
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from marssep_core.separation.stages import run_embed_queries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", type=Path, default=Path("models/encoder/stage3.pt"))
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
+    parser.add_argument("--out", type=Path, default=Path("data/query_bank.pt"))
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    print(json.dumps(run_embed_queries(args.encoder, args.raw, args.bank, args.out), indent=1))
+
+
+if __name__ == "__main__":
+    main()

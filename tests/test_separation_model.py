@@ -1,0 +1,118 @@
+"""Mask network, Separator, losses, signal metrics and overlap-add on tiny models and generated audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from marssep_core.audio.overlap_add import overlap_add, segment_starts
+from marssep_core.audio.stft import STFT
+from marssep_core.config import AudioConfig
+from marssep_core.evaluation.signal import ideal_ratio_mask, si_sdr, si_sdr_improvement
+from marssep_core.separation.losses import binary_target_mask, weighted_bce
+from marssep_core.separation.model import MaskNetConfig, MaskUNet, warp_matrices
+from marssep_core.separation.separator import Separator, load_separator, save_separator
+
+TINY = MaskNetConfig(n_freq=65, query_dim=8, warp_bins=16, downs=2, channels=4, mask_channels=4)
+AUDIO = AudioConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=32)
+
+
+def test_warp_matrices_average_and_interpolate():
+    to_warped, to_linear = warp_matrices(513, 128)
+    assert to_warped.shape == (128, 513) and to_linear.shape == (513, 128)
+    torch.testing.assert_close(to_warped.sum(1), torch.ones(128))
+    torch.testing.assert_close(to_linear.sum(1), torch.ones(513))
+    # a smooth spectrum survives the round trip; low bins are kept almost exactly
+    smooth = torch.linspace(0.0, 1.0, 513) ** 2
+    error = (to_linear @ (to_warped @ smooth) - smooth).abs()
+    assert error[:100].max() < 1e-3 and error.max() < 0.05  # the top triangle is one-sided
+
+
+@pytest.mark.parametrize("cfg", [TINY, MaskNetConfig(n_freq=65, query_dim=8, warp_bins=0, downs=2, channels=4, mask_channels=4, film=False)])
+@pytest.mark.parametrize("frames", [9, 16, 1])
+def test_mask_net_shapes_and_range(cfg, frames):
+    net = MaskUNet(cfg)
+    magnitude = torch.rand(3, cfg.n_freq, frames)
+    mask = net.mask(magnitude, torch.randn(3, cfg.query_dim))
+    assert mask.shape == (3, cfg.n_freq, frames)
+    assert mask.min() >= 0 and mask.max() <= 1
+
+
+def test_the_query_changes_the_mask():
+    torch.manual_seed(0)
+    net = MaskUNet(TINY)
+    magnitude = torch.rand(1, TINY.n_freq, 16)
+    first = net(magnitude, torch.randn(1, TINY.query_dim))
+    second = net(magnitude, torch.randn(1, TINY.query_dim))
+    assert not torch.allclose(first, second)
+
+
+def test_weighted_bce_prefers_the_right_mask():
+    target, interferer = torch.rand(2, 65, 10) * torch.tensor([3.0, 1.0])[:, None, None]
+    mixture = target + interferer
+    right = (binary_target_mask(target, mixture) * 2 - 1) * 8  # confident logits of the right mask
+    assert weighted_bce(right, target, mixture) < 0.01 < weighted_bce(-right, target, mixture)
+
+
+def test_si_sdr_is_scale_invariant_and_improvement_is_relative_to_the_mixture():
+    rng = torch.Generator().manual_seed(0)
+    target, noise = torch.randn(2, 4000, generator=rng)
+    assert si_sdr(target * 3.0, target) > 60
+    torch.testing.assert_close(si_sdr(target + 0.1 * noise, target), si_sdr(5 * (target + 0.1 * noise), target))
+    mixture = target + noise
+    assert abs(float(si_sdr_improvement(mixture, target, mixture))) < 1e-9
+
+
+def test_oracle_ratio_mask_separates_two_tones():
+    stft = STFT.from_config(AUDIO)
+    t = torch.arange(8000) / 8000
+    target, interferer = torch.sin(2 * np.pi * 440 * t), 0.8 * torch.sin(2 * np.pi * 1900 * t)
+    mixture = target + interferer
+    magnitude, phase = stft.magnitude_phase(mixture)
+    mask = ideal_ratio_mask(stft.forward(target).abs(), stft.forward(interferer).abs())
+    estimate = stft.from_magnitude_phase(mask * magnitude, phase, 8000)
+    assert si_sdr_improvement(estimate, target, mixture) > 15
+
+
+def test_separator_round_trips_through_its_model_file(tmp_path):
+    torch.manual_seed(0)
+    separator = Separator(MaskUNet(TINY), AUDIO).eval()
+    save_separator(tmp_path / "sep.pt", separator, {"path": "enc.pt", "md5": "x"}, {"stage": "test"})
+    loaded, info = load_separator(tmp_path / "sep.pt")
+    mixture, query = torch.randn(2, 4000), torch.randn(2, TINY.query_dim)
+    torch.testing.assert_close(loaded(mixture, query), separator(mixture, query))
+    assert loaded.sample_rate == 8000 and info["encoder"]["path"] == "enc.pt"
+    assert info["meta"]["stage"] == "test" and "torch" in info["meta"]
+    payload = torch.load(tmp_path / "sep.pt", weights_only=True)
+    assert payload["config"]["warp_bins"] == 16 and payload["audio"]["sample_rate"] == 8000
+
+
+def test_load_separator_names_the_file_when_it_is_not_a_model(tmp_path):
+    from marssep_core.encoders.checkpoint import CheckpointError
+
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_separator(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_separator(tmp_path / "absent.pt")
+
+
+@pytest.mark.parametrize("length", [100, 1000, 1001, 4097])
+def test_overlap_add_of_the_identity_is_the_identity(length):
+    wave = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+    calls = []
+
+    def identity(window):
+        calls.append(window.shape)
+        return window
+
+    out = overlap_add(identity, wave, segment=256, overlap=0.25)
+    np.testing.assert_allclose(out, wave, rtol=1e-5, atol=1e-6)
+    assert all(shape == (2, 256) for shape in calls) or length <= 256
+
+
+def test_segment_starts_cover_the_signal():
+    starts = segment_starts(1001, 256, 192)
+    assert starts[0] == 0 and starts[-1] + 256 >= 1001
+    assert all(b - a == 192 for a, b in zip(starts, starts[1:]))

@@ -1,0 +1,159 @@
+"""Separator training on the tiny profile: query bank, mixtures, the stage, resume after SIGKILL, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from marssep_core.config import AudioConfig, build
+from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.separation.data import MixingConfig, MixtureSampler, pair_queries, pair_signals
+from marssep_core.separation.queries import QueryBank, combine, mixup_queries, negative_query
+from marssep_core.separation.separator import load_separator
+from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
+from tests.conftest import TINY_SEPARATOR_PARAMS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_query_bank_round_trips_and_covers_every_clip(separator_assets):
+    queries = QueryBank.load(separator_assets.queries)
+    bank = load_audio_bank(separator_assets.bank)
+    assert queries.clip_ids == bank.index["clip_id"].tolist()
+    assert queries.audio.shape == (len(bank.index), queries.dim)
+    assert len(queries.image_paths) == len(queries.classes) == 6  # one picture per tiny class
+    torch.testing.assert_close(queries.audio.norm(dim=-1), torch.ones(len(bank.index)))
+    assert queries.encoder["path"].endswith("encoder.pt") and len(queries.encoder["md5"]) == 32
+
+
+def test_mixup_is_one_hot_or_convex(separator_assets):
+    queries = QueryBank.load(separator_assets.queries)
+    label, clip = queries.classes[0], queries.clip_ids[0]
+    single = mixup_queries(queries, [label] * 16, [clip] * 16, np.random.default_rng(0), single_prob=1.0)
+    candidates = torch.cat([queries.text_of([label]), queries.audio_of([clip]), queries.image[queries.picture_rows(label)]])
+    assert ((single @ candidates.T).max(dim=1).values > 0.9999).all()
+    mixed = mixup_queries(queries, [label] * 4, [clip] * 4, np.random.default_rng(0), single_prob=0.0)
+    torch.testing.assert_close(mixed.norm(dim=-1), torch.ones(4))
+    away = negative_query(queries.text_of([label]), queries.text_of([queries.classes[1]]))
+    assert float(away @ queries.text_of([queries.classes[1]]).T) < float(queries.text_of([label]) @ queries.text_of([queries.classes[1]]).T)
+    torch.testing.assert_close(combine({"text": 3 * queries.text_of([label])}), queries.text_of([label]))
+
+
+def test_sampler_mixes_within_a_corpus_and_is_reproducible(separator_assets):
+    bank, queries = load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries)
+    sampler = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5))
+    first = sampler.sample(8, np.random.default_rng(3))
+    again = sampler.sample(8, np.random.default_rng(3))
+    assert first.mixture.shape == (8, 8000) and first.query.shape == (8, queries.dim)
+    torch.testing.assert_close(first.mixture, first.target + first.interferer)
+    torch.testing.assert_close(first.mixture, again.mixture)
+    corpus = dict(zip(bank.index["class"], bank.index["corpus"]))
+    assert all(corpus[t] == corpus[i] and t != i for t, i in zip(first.target_class, first.interferer_class))
+
+
+def test_pair_signals_and_queries_follow_the_fixed_pairs(separator_assets):
+    bank, queries = load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries)
+    pairs = separator_assets.pairs
+    mixture, target, interferer = pair_signals(pairs, bank)
+    assert mixture.shape == (len(pairs), 8000)
+    np.testing.assert_array_equal(mixture, target + interferer)
+    embedded = pair_queries(pairs, queries)
+    assert embedded["has_image"].all() and embedded["omni"].shape == (len(pairs), queries.dim)
+
+
+def _tiny_cfg(**loop) -> SupervisedConfig:
+    params = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
+    params["loop"].update(loop)
+    return build(SupervisedConfig, params)
+
+
+def test_supervised_stage_writes_model_metrics_and_history(separator_assets, tmp_path):
+    a = separator_assets
+    report = run_supervised_stage(_tiny_cfg(), AudioConfig(), a.raw, a.bank, a.queries, a.pairs,
+                                  tmp_path / "sep.pt", tmp_path / "sup.json", tmp_path / "hist.csv", tmp_path / "run")
+    assert json.loads((tmp_path / "sup.json").read_text()) == report
+    assert set(report["test"]) == {"text", "audio", "vision", "omni", "oracle_irm"}
+    assert report["test"]["oracle_irm"]["si_sdri"] > 5  # the ceiling on generated tones and noise
+    assert report["best_step"] in (3, 6) and set(report["val"]) == {"si_sdri_text", "si_sdri_audio"}
+    history = pd.read_csv(tmp_path / "hist.csv")
+    assert history["step"].tolist() == [1, 2, 3, 4, 5, 6] and history["loss"].notna().all()
+    assert not (tmp_path / "run" / "last.pt").exists()  # a finished run leaves no resume state
+    separator, info = load_separator(tmp_path / "sep.pt")
+    assert info["meta"]["step"] == report["best_step"] and info["encoder"]["md5"]
+    assert separator.sample_rate == 16000
+
+
+def _train_command(a, out: Path, params: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "pipeline" / "train_supervised.py"), "--raw", str(a.raw), "--bank", str(a.bank),
+            "--queries", str(a.queries), "--pairs", str(out / "pairs.csv"), "--out", str(out / "sep.pt"),
+            "--metrics", str(out / "sup.json"), "--history", str(out / "hist.csv"), "--run-dir", str(out / "run"),
+            "--params", str(params), "--threads", "1"]
+
+
+def _write_params(path: Path, **loop) -> Path:
+    params = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
+    params["loop"].update(loop)
+    path.write_text(yaml.safe_dump({"audio": {"sample_rate": 16000}, "train_supervised": params}))
+    return path
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_restart_resumes_and_matches_an_uninterrupted_run(separator_assets, tmp_path):
+    a = separator_assets
+    params = _write_params(tmp_path / "params.yaml", steps=60, checkpoint_every=5, eval_every=20)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    for out in (killed, clean):
+        out.mkdir()
+        a.pairs.to_csv(out / "pairs.csv", index=False)
+    proc = subprocess.Popen(_train_command(a, killed, params), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    checkpoint = killed / "run" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            step = torch.load(checkpoint, weights_only=True)["step"]
+            if step >= 10:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed; make the run longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(checkpoint, weights_only=True)  # whatever the moment, the file is whole
+    assert 10 <= state["step"] < 60 and len(state["history"]) == state["step"]
+    assert not (killed / "sep.pt").exists()
+
+    resumed = subprocess.run(_train_command(a, killed, params), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {checkpoint} at step {state['step']}" in resumed.stderr
+    uninterrupted = subprocess.run(_train_command(a, clean, params), capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "hist.csv"), pd.read_csv(clean / "hist.csv"))
+    first, _ = load_separator(killed / "sep.pt")
+    second, _ = load_separator(clean / "sep.pt")
+    for key, value in first.state_dict().items():
+        torch.testing.assert_close(value, second.state_dict()[key], rtol=0, atol=0)
+    assert not list((killed / "run").glob("*"))
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_with_gloo_end_with_identical_weights(separator_assets, tmp_path):
+    a = separator_assets
+    a.pairs.to_csv(tmp_path / "pairs.csv", index=False)
+    params = _write_params(tmp_path / "params.yaml", steps=4, batch_size=4, eval_every=4, checkpoint_every=4)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               *_train_command(a, tmp_path, params)[1:]]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "sup.json").read_text())
+    assert report["processes"] == 2 and report["replicas_identical"] is True
