@@ -157,3 +157,26 @@ def test_ddp_two_cpu_processes_with_gloo_end_with_identical_weights(separator_as
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "sup.json").read_text())
     assert report["processes"] == 2 and report["replicas_identical"] is True
+
+
+def test_augmentation_changes_sources_but_keeps_the_mixture_identity(separator_assets):
+    bank, queries = load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries)
+    plain = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5))
+    augmented = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5, speed_range=0.2, tilt_range=0.5))
+    a, b = plain.sample(6, np.random.default_rng(1)), augmented.sample(6, np.random.default_rng(1))
+    assert b.mixture.shape == a.mixture.shape
+    torch.testing.assert_close(b.mixture, b.target + b.interferer)
+    assert not torch.allclose(a.target, b.target)
+
+
+def test_a_resume_file_from_other_settings_is_not_resumed(separator_assets, tmp_path, caplog):
+    a = separator_assets
+    (tmp_path / "run").mkdir()
+    torch.save({"fingerprint": "other", "step": 5}, tmp_path / "run" / "last.pt")
+    (tmp_path / "run" / ".last.abc.tmp.pt").write_bytes(b"half a checkpoint")  # a write killed mid-way
+    with caplog.at_level("WARNING"):
+        report = run_supervised_stage(_tiny_cfg(steps=2, eval_every=2), AudioConfig(), a.raw, a.bank, a.queries,
+                                      a.pairs, tmp_path / "sep.pt", tmp_path / "sup.json", tmp_path / "h.csv", tmp_path / "run")
+    assert "belongs to other settings" in caplog.text
+    assert report["steps"] == 2 and len(pd.read_csv(tmp_path / "h.csv")) == 2
+    assert not list((tmp_path / "run").iterdir())

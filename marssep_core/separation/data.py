@@ -29,6 +29,11 @@ class MixingConfig:
     snr_db_max: float = 5.0
     same_corpus: bool = True
     query_single_prob: float = 0.5
+    # augmentation of each source (the everyday classes have 3-27 recordings each): speed change
+    # by resampling (pitch and tempo, as a tape) by a factor in [1 - s, 1 + s], and a random
+    # first-order spectral tilt y[n] = x[n] - a x[n-1], a in [-t, t]
+    speed_range: float = 0.0
+    tilt_range: float = 0.0
 
 
 @dataclass
@@ -66,8 +71,18 @@ class MixtureSampler:
             raise ValueError(f"split {split!r}: no interferer class for {lonely} (same_corpus={cfg.same_corpus})")
 
     def _crop(self, clip_id: str, rng: np.random.Generator) -> np.ndarray:
-        start = int(rng.integers(0, max(1, int(self.lengths[clip_id]) - self.length + 1)))
-        return self.bank.crop(clip_id, self.length, start)
+        factor = 1.0 + float(rng.uniform(-self.cfg.speed_range, self.cfg.speed_range)) if self.cfg.speed_range else 1.0
+        span = int(np.ceil(self.length * factor)) + 1
+        start = int(rng.integers(0, max(1, int(self.lengths[clip_id]) - span + 1)))
+        piece = self.bank.crop(clip_id, span, start)
+        if factor != 1.0:
+            piece = np.interp(np.arange(self.length) * factor, np.arange(span), piece).astype(np.float32)
+        else:
+            piece = piece[: self.length]
+        if self.cfg.tilt_range:
+            coefficient = float(rng.uniform(-self.cfg.tilt_range, self.cfg.tilt_range))
+            piece = piece - np.float32(coefficient) * np.concatenate([[np.float32(0.0)], piece[:-1]])
+        return piece
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> MixBatch:
         mixtures, targets, interferers, target_classes, interferer_classes, query_clips = [], [], [], [], [], []

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -181,7 +182,10 @@ def train_loop(
             if history_csv is not None:
                 write_table_atomic(history_csv, pd.DataFrame(history))
 
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step", disable=not ranks.is_main)
+    # in a log file (dvc repro, Prefect) redraw every 30 s instead of many times a second
+    interval = 0.1 if sys.stderr.isatty() else 30.0
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step",
+               disable=not ranks.is_main, mininterval=interval)
     for step in bar:
         model.train()
         rng = np.random.default_rng([cfg.seed, step, ranks.rank])
