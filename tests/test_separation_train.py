@@ -84,6 +84,8 @@ def test_supervised_stage_writes_model_metrics_and_history(separator_assets, tmp
                                   tmp_path / "sep.pt", tmp_path / "sup.json", tmp_path / "hist.csv", tmp_path / "run")
     assert json.loads((tmp_path / "sup.json").read_text()) == report
     assert set(report["test"]) == {"text", "audio", "vision", "omni", "oracle_irm"}
+    assert set(report["test_by_corpus"]) == {"inst", "sounds"}
+    assert set(report["test_by_corpus"]["inst"]) == set(report["test"])
     assert report["test"]["oracle_irm"]["si_sdri"] > 5  # the ceiling on generated tones and noise
     assert report["best_step"] in (3, 6) and set(report["val"]) == {"si_sdri_text", "si_sdri_audio"}
     history = pd.read_csv(tmp_path / "hist.csv")

@@ -41,16 +41,23 @@ def save_torch_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_encoder(path: Path) -> tuple[ImageBindModel, float, dict[str, Any]]:
-    """Rebuild the model from a ``save_encoder`` file; returns ``(model, temperature, meta)``."""
+def read_payload(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
+    """Load one of our ``torch.save`` dicts with ``weights_only=True`` and check its ``format``;
+    every failure is a ``CheckpointError`` naming the file and the problem."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: encoder checkpoint not found") from None
+        raise CheckpointError(f"{path}: {what} not found") from None
     except Exception as err:
-        raise CheckpointError(f"{path}: not a loadable weights-only checkpoint ({err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a marssep encoder checkpoint (format {FORMAT} expected)")
+        raise CheckpointError(f"{path}: not a loadable weights-only {what} ({err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a marssep {what} (format {fmt} expected)")
+    return payload
+
+
+def load_encoder(path: Path) -> tuple[ImageBindModel, float, dict[str, Any]]:
+    """Rebuild the model from a ``save_encoder`` file; returns ``(model, temperature, meta)``."""
+    payload = read_payload(path, FORMAT, "encoder checkpoint")
     raw = dict(payload["config"])
     for modality in ("audio", "text", "vision"):
         raw[modality] = TrunkSpec(**raw[modality])

@@ -75,11 +75,13 @@ def freeze_backbone(model: ImageBindModel) -> list[nn.Parameter]:
     return list(model.modality_heads.parameters())
 
 
-def _schedule(cfg: EncoderTrainConfig) -> Callable[[int], float]:
+def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
+    """Learning-rate factor for ``LambdaLR``: linear warmup, then cosine decay to 0 at ``steps``."""
+
     def factor(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
@@ -175,7 +177,7 @@ def train_encoder(
         [{"params": params, "weight_decay": cfg.weight_decay}, {"params": temp.parameters(), "weight_decay": 0.0}],
         lr=cfg.lr,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
     metric_name = STAGE_METRIC[stage]
     best = (-1.0, copy.deepcopy(model.state_dict()), temp().item())
     history: list[dict[str, float]] = []

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from tqdm import tqdm
 
 from marssep_core.encoders.api import resolve_device
 from marssep_core.encoders.store import save_torch_atomic
+from marssep_core.encoders.train import warmup_cosine
 from marssep_core.io_utils import write_table_atomic
 
 log = logging.getLogger(__name__)
@@ -111,18 +111,6 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def schedule(cfg: LoopConfig) -> Callable[[int], float]:
-    """Learning-rate factor: linear warmup, then cosine decay to zero at ``cfg.steps``."""
-
-    def factor(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -155,7 +143,7 @@ def train_loop(
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {ranks.world_size} processes")
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
     start, history = 0, []
     best = {"score": -math.inf, "step": 0, "state": _cpu_state(model)}
     if ranks.is_main:

@@ -5,8 +5,8 @@
   ``clamp(log1p(|X|), 1e-3, 10)`` so loud bins count more and silent ones almost nothing.
 - ``negative_si_sdr``: minus the SI-SDR of the masked-mixture estimate (iSTFT with the mixture
   phase) against the target, capped at ``max_db`` so solved items stop dominating. On the default
-  corpus and CPU budget it trains about four times faster than the BCE in validation SI-SDRi
-  (docs/separator.md has the runs), so the default profile uses it; the paper profile keeps BCE.
+  profile's budget it ties with the BCE (better for text queries, worse for audio and image ones;
+  docs/separator.md has both runs); the BCE stays the default, as in the paper.
 """
 
 from __future__ import annotations

@@ -22,11 +22,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from marssep_core.encoders.checkpoint import CheckpointError
 from marssep_core.encoders.data import EncoderData
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.metrics import embed_audio, embed_texts
-from marssep_core.encoders.store import save_torch_atomic
+from marssep_core.encoders.store import read_payload, save_torch_atomic
 from marssep_core.io_utils import md5_file
 
 FORMAT = "marssep-query-bank-v1"
@@ -77,12 +76,7 @@ class QueryBank:
 
     @classmethod
     def load(cls, path: Path) -> QueryBank:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: query bank not found (run `dvc repro embed_queries`)") from None
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not a marssep query bank ({FORMAT} expected)")
+        payload = read_payload(path, FORMAT, "query bank (made by `dvc repro embed_queries`)")
         payload.pop("format")
         return cls(**payload)
 

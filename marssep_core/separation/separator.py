@@ -23,7 +23,7 @@ from marssep_core import __version__
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.encoders.checkpoint import CheckpointError
-from marssep_core.encoders.store import save_torch_atomic
+from marssep_core.encoders.store import read_payload, save_torch_atomic
 from marssep_core.separation.model import MaskNetConfig, MaskUNet
 
 FORMAT = "marssep-separator-v1"
@@ -74,15 +74,7 @@ def save_separator(path: Path, separator: Separator, encoder: dict[str, str], me
 def load_separator(path: str | Path) -> tuple[Separator, dict[str, Any]]:
     """Rebuild a ``Separator`` (eval mode, CPU) from a model file; returns it and the file's
     ``encoder`` and ``meta`` entries."""
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: separator model file not found") from None
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a loadable weights-only model file ({err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a marssep separator ({FORMAT} expected)")
+    payload = read_payload(path, FORMAT, "separator model file")
     mask_net = MaskUNet(MaskNetConfig(**payload["config"]))
     missing, unexpected = mask_net.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:

@@ -65,7 +65,7 @@ class SupervisedConfig:
     """``train_supervised`` params section."""
 
     model: UNetParams = UNetParams()
-    loss: str = "si_sdr"  # or "bce" (OmniSep's weighted BCE); see separation/losses.py
+    loss: str = "bce"  # OmniSep's weighted BCE, or "si_sdr"; see separation/losses.py
     mixing: MixingConfig = MixingConfig()
     loop: LoopConfig = LoopConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -152,13 +152,16 @@ def run_supervised_stage(
         return None
     separator.mask_net.load_state_dict(result.best_state)
     separator.cpu().eval()
-    summary, _ = evaluate_pairs(separator, test_pairs, bank, queries, batch=cfg.validation.batch)
+    summary, table = evaluate_pairs(separator, test_pairs, bank, queries, batch=cfg.validation.batch)
+    columns = [c for c in table.columns if c.startswith("si_sdri_")]
+    by_corpus = table.groupby("corpus")[columns].mean().round(3)
     best_row = next(row for row in result.history if row["step"] == result.best_step)
     report = {
         "best_step": result.best_step,
         "steps": cfg.loop.steps,
         "val": {k[4:]: v for k, v in best_row.items() if k.startswith("val_")},
         "test": summary,
+        "test_by_corpus": {corpus: {c[len("si_sdri_"):]: float(v) for c, v in row.items()} for corpus, row in by_corpus.iterrows()},
         "text_vs_oracle": round(summary["text"]["si_sdri"] / summary["oracle_irm"]["si_sdri"], 3),
         "parameters": sum(p.numel() for p in separator.parameters()),
         "processes": result.dist.world_size,
