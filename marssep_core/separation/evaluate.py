@@ -62,10 +62,7 @@ def evaluate_pairs(
     table = pairs[["pair_id", "corpus", "target_class", "interferer_class", "snr_db"]].copy()
     table["mixture_si_sdr"] = _scores(mixture, target, mixture)[0]
     summary: dict[str, dict[str, float]] = {}
-    systems = {kind: None for kind in kinds}
-    if oracle:
-        systems["oracle_irm"] = None
-    for kind in systems:
+    for kind in [*kinds, "oracle_irm"] if oracle else kinds:
         rows = embedded["has_image"].numpy() if kind == "vision" else np.ones(len(pairs), dtype=bool)
         if kind == "oracle_irm":
             estimate = oracle_irm(separator.stft, mixture, target, interferer)

@@ -95,9 +95,7 @@ class LoopResult:
     best_state: dict[str, torch.Tensor]
     best_step: int
     best_score: float
-    final_state: dict[str, torch.Tensor]
     history: list[dict[str, float]] = field(default_factory=list)
-    resumed_from: int = 0
     dist: Distributed = field(default_factory=Distributed)
     replica_digests: list[str] = field(default_factory=list)  # final weights of each rank
 
@@ -132,8 +130,8 @@ def train_loop(
     history_csv: Path | None = None,
     desc: str = "train",
 ) -> LoopResult:
-    """Train ``model`` in place on ``task``; return the best (by ``selection_metric``, higher is
-    better) and final weights and the history. Resumes from ``run_dir/last.pt`` when its
+    """Train ``model`` in place on ``task`` (it ends with the final weights); return the best
+    weights (by ``selection_metric``, higher is better) and the history. Resumes from ``run_dir/last.pt`` when its
     fingerprint matches."""
     device = resolve_device(cfg.device)
     ranks = init_distributed(device)
@@ -201,14 +199,13 @@ def train_loop(
             checkpoint(step + 1)
         if ranks.world_size > 1 and (done or (step + 1) % cfg.eval_every == 0):
             dist.barrier()
-    final = _cpu_state(model)
-    digests = [state_digest(final)]
+    digests = [state_digest(model.state_dict())]
     if ranks.world_size > 1:  # every replica reports its weights; DDP must have kept them equal
         digests = [None] * ranks.world_size
-        dist.all_gather_object(digests, state_digest(final))
+        dist.all_gather_object(digests, state_digest(model.state_dict()))
         if len(set(digests)) != 1 and ranks.is_main:
             log.error("%s: DDP replicas diverged: %s", desc, digests)
-    return LoopResult(best["state"], int(best["step"]), float(best["score"]), final, history, start, ranks, digests)
+    return LoopResult(best["state"], int(best["step"]), float(best["score"]), history, ranks, digests)
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
