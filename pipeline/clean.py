@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from marssep_core.config import CleanConfig, load_section
+from marssep_core.config import CleanConfig, PrepareAudioConfig, load_section
 from marssep_core.data.stages import run_clean
 from marssep_core.data.validation import ValidationFailed
 
@@ -23,7 +23,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     cfg = load_section(CleanConfig, "clean", args.params)
-    result = run_clean(args.raw, pd.read_parquet(args.catalog), args.out, args.metrics, cfg)
+    max_seconds = load_section(PrepareAudioConfig, "prepare_audio", args.params).max_seconds  # what the audio bank keeps
+    result = run_clean(args.raw, pd.read_parquet(args.catalog), args.out, args.metrics, cfg, max_seconds)
     m = result.metrics
     print(f"clean: kept {m['kept_clips']} ({m['split']}), quarantined {m['quarantined_clips']}, pairs {m['test_pairs']}")
 

@@ -157,3 +157,8 @@ TINY_SEPARATOR_PARAMS = {
     "loop": {"steps": 6, "batch_size": 4, "warmup": 1, "eval_every": 3, "checkpoint_every": 2, "device": "cpu"},
     "validation": {"pairs_per_corpus": 4, "crop_seconds": 0.5, "batch": 8},
 }
+
+TINY_JUDGE_PARAMS = {
+    "model": {"channels": [4, 8], "embed_dim": 16},
+    "train": {"steps": 80, "batch_size": 12, "warmup": 5, "lr": 0.01, "crop_seconds": 0.5, "eval_every": 40},
+}

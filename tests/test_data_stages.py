@@ -68,6 +68,18 @@ def test_test_pairs_follow_the_protocol(tiny_raw, tmp_path, ingest_cfg, clean_cf
     pd.testing.assert_frame_equal(pairs, again.pairs)
 
 
+def test_test_crops_stay_inside_the_part_of_a_clip_the_audio_bank_keeps(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
+    # the tiny clips last 1 s; a bank that keeps 0.6 s of each leaves 0.1 s of room for 0.5 s crops
+    catalog = run_ingest(tiny_raw, tmp_path / "catalog", ingest_cfg)
+    result = run_clean(tiny_raw, catalog, tmp_path / "clean", tmp_path / "metrics.json", clean_cfg, max_seconds=0.6)
+    offsets = result.pairs[["target_offset_s", "interferer_offset_s"]].to_numpy()
+    assert offsets.max() <= 0.1 + 1e-9 and offsets.max() > 0
+    unlimited = run_clean(tiny_raw, catalog, tmp_path / "clean2", tmp_path / "metrics2.json", clean_cfg)
+    assert unlimited.pairs["target_offset_s"].max() > 0.1
+    with pytest.raises(ValidationFailed, match="crop_inside"):  # pairs drawn past the bank's end are refused
+        suites.validate_test_pairs(unlimited.pairs, unlimited.clean, 12, max_seconds=0.6)
+
+
 def test_bad_inputs_land_in_quarantine_with_their_reason(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
     _, baseline = _pipeline(tiny_raw, tmp_path / "base", ingest_cfg, clean_cfg)
     folder = tiny_raw / "audio" / "sounds" / "tone"

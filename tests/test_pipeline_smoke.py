@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_SEPARATOR_PARAMS, make_tiny_corpus
+from tests.conftest import TINY_JUDGE_PARAMS, TINY_SEPARATOR_PARAMS, make_tiny_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -44,6 +44,8 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
         params["encoder"][stage].update(steps=3, batch_size=8, eval_every=3, warmup=1)
     params["encoder"]["fusion"].update(steps=3, batch_size=8)
     params["train_supervised"] = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
+    params["judge"] = json.loads(json.dumps(TINY_JUDGE_PARAMS))
+    params["evaluate"].update(workers=1, figures_per_corpus=1)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     make_tiny_corpus(project / "data" / "raw")
 
@@ -64,9 +66,22 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     supervised = json.loads((project / "metrics" / "supervised.json").read_text())
     assert supervised["steps"] == 6 and "oracle_irm" in supervised["test"]
     assert (project / "models" / "separator_sup.pt").is_file()
+    evaluation = json.loads((project / "metrics" / "eval.json").read_text())
+    assert evaluation["errors.failed"] == 0 and evaluation["errors.units"] == 24 * 3 * 4
+    assert {"inst.supervised.text.sdr", "sounds.oracle_irm.omni.clap_t_sem", "all.mixture.image.leakage"} <= set(evaluation)
+    assert "Table 1" in (project / "reports" / "eval.md").read_text()
     # nothing left to do: a second repro reproduces no stage
     assert "Running stage" not in _run(["dvc", "repro"], project)
     assert "up to date" in _run(["dvc", "status"], project)
+
+    # the documented experiment workflow: a params change, then `dvc metrics diff` lists eval keys
+    _run(["git", "add", "-A"], project)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
+    _run(["dvc", "exp", "run", "-S", "judge.train.seed=8"], project)
+    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
+    assert "all.supervised.text.clap_t" in diff["metrics/eval.json"]
+    _run(["git", "checkout", "--", "."], project)
+    _run(["dvc", "checkout", "-q"], project)
 
     _run(["dvc", "push"], project)
     shutil.rmtree(project / "data" / "catalog")

@@ -47,8 +47,11 @@ class CleanResult:
     metrics: dict[str, Any]
 
 
-def run_clean(raw_dir: Path, catalog: pd.DataFrame, out_dir: Path, metrics_path: Path, cfg: CleanConfig) -> CleanResult:
-    """Quarantine bad clips, split the rest, draw the test pairs, validate, write everything."""
+def run_clean(
+    raw_dir: Path, catalog: pd.DataFrame, out_dir: Path, metrics_path: Path, cfg: CleanConfig, max_seconds: float | None = None
+) -> CleanResult:
+    """Quarantine bad clips, split the rest, draw the test pairs, validate, write everything.
+    ``max_seconds``: how much of each clip the audio bank keeps (test crops stay inside it)."""
     classes = pd.read_csv(raw_dir / "classes.csv", dtype={"class": str}, keep_default_na=False)
     images_path = raw_dir / "images.csv"
     images = pd.read_csv(images_path, dtype=str, keep_default_na=False) if images_path.is_file() else pd.DataFrame(
@@ -80,13 +83,13 @@ def run_clean(raw_dir: Path, catalog: pd.DataFrame, out_dir: Path, metrics_path:
     clean["flags"] = _flags(clean, cfg)
     # Index with the mask on both sides: assigning a Series to an empty frame would adopt its index.
     quarantine = pd.concat([catalog.loc[~passed], verdict.loc[~passed]], axis=1)[QUARANTINE_COLUMNS]
-    pairs = make_test_pairs(clean, classes, images, cfg.test_pairs)
+    pairs = make_test_pairs(clean, classes, images, cfg.test_pairs, max_seconds=max_seconds)
 
     report_path = out_dir / "validation.json"
     report = _validate_or_write(
         lambda: {
             "splits": suites.validate_splits(clean, quarantine, len(catalog)),
-            "test_pairs": suites.validate_test_pairs(pairs, clean, cfg.test_pairs.pairs_per_corpus),
+            "test_pairs": suites.validate_test_pairs(pairs, clean, cfg.test_pairs.pairs_per_corpus, max_seconds),
         },
         report_path,
     )

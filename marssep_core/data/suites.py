@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from marssep_core.data.cleaning import REASONS
@@ -110,11 +111,20 @@ def validate_splits(clean: pd.DataFrame, quarantine: pd.DataFrame, catalog_size:
     return validate_tables("splits", checks)
 
 
-def validate_test_pairs(pairs: pd.DataFrame, clean: pd.DataFrame, pairs_per_corpus: int) -> dict[str, Any]:
-    """Targets and interferers from the test split, different classes, query never the target."""
+def validate_test_pairs(pairs: pd.DataFrame, clean: pd.DataFrame, pairs_per_corpus: int, max_seconds: float | None = None) -> dict[str, Any]:
+    """Targets and interferers from the test split, different classes, query never the target,
+    crops that start inside the part of the clip the audio bank keeps."""
     E = _gx()
     split_of = clean.set_index("clip_id")["split"]
+    usable = clean.set_index("clip_id")["duration"].clip(upper=max_seconds if max_seconds is not None else np.inf)
+
+    def crop_inside(clip: str, offset: str) -> pd.Series:
+        room = np.maximum(0.0, pairs[clip].map(usable) - pairs["crop_seconds"])
+        return pairs[offset] <= room + 1e-3
+
     derived = pairs.assign(
+        target_crop_inside=crop_inside("target_clip", "target_offset_s"),
+        interferer_crop_inside=crop_inside("interferer_clip", "interferer_offset_s"),
         target_split=pairs["target_clip"].map(split_of),
         interferer_split=pairs["interferer_clip"].map(split_of),
         same_class=pairs["target_class"] == pairs["interferer_class"],
@@ -131,6 +141,8 @@ def validate_test_pairs(pairs: pd.DataFrame, clean: pd.DataFrame, pairs_per_corp
                 E.ExpectColumnValuesToBeInSet(column="interferer_split", value_set=["test"]),
                 E.ExpectColumnValuesToBeInSet(column="same_class", value_set=[False]),
                 E.ExpectColumnValuesToBeInSet(column="query_is_target", value_set=[False]),
+                E.ExpectColumnValuesToBeInSet(column="target_crop_inside", value_set=[True]),
+                E.ExpectColumnValuesToBeInSet(column="interferer_crop_inside", value_set=[True]),
                 E.ExpectColumnValuesToNotBeNull(column="query_audio_clip"),
                 E.ExpectColumnValuesToBeBetween(column="snr_db", min_value=-40, max_value=40),
             ],

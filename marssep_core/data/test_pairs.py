@@ -43,11 +43,16 @@ QUERY_SPLITS = {"test": ("test", "val", "train"), "val": ("val", "train", "test"
 
 
 def make_test_pairs(
-    clean: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, split: str = "test"
+    clean: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, split: str = "test",
+    max_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Build ``cfg.pairs_per_corpus`` pairs per corpus from ``clean`` (kept clips with ``split``
     and ``duration``); targets and interferers come from ``split`` (the validation pairs of the
-    separator stages use ``val``)."""
+    separator stages use ``val``). Crops start within the first ``max_seconds`` of a clip: the
+    audio bank keeps only that much (``prepare_audio.max_seconds``), so a crop drawn further in
+    would be silence."""
+    if max_seconds is not None:
+        clean = clean.assign(duration=clean["duration"].clip(upper=max_seconds))
     tables = []
     for corpus in sorted(clean["corpus"].unique()):
         tables.append(_corpus_pairs(corpus, clean[clean["corpus"] == corpus], classes, images, cfg, split))

@@ -1,0 +1,59 @@
+"""DVC stage ``evaluate`` (params ``audio``, ``evaluate``): systems x query modalities on the fixed
+test pairs -> metrics/eval.json, metrics/eval_pairs.csv, plots, reports/eval.md.
+
+    python pipeline/evaluate.py --model supervised=models/separator_sup.pt [--model rl=models/separator_rl.pt]
+
+Exit status 1 when more evaluation units failed than ``evaluate.max_error_rate`` allows (the
+tables, with every error, are written first).
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from marssep_core.config import AudioConfig, load_section
+from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError
+from marssep_core.evaluation.stage import run_evaluate_stage
+
+
+def _model(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=_model, action="append", default=[], help="NAME=PATH of a separator model file")
+    parser.add_argument("--pairs", type=Path, default=Path("data/clean/test_pairs.csv"))
+    parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
+    parser.add_argument("--queries", type=Path, default=Path("data/query_bank.pt"))
+    parser.add_argument("--judge", type=Path, default=Path("models/judge.pt"))
+    parser.add_argument("--judge-metrics", type=Path, default=Path("metrics/judge.json"))
+    parser.add_argument("--out", type=Path, default=Path("metrics"), help="folder of eval.json and the tables")
+    parser.add_argument("--report", type=Path, default=Path("reports"), help="folder of eval.md and figures/")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        metrics = run_evaluate_stage(
+            load_section(EvaluateConfig, "evaluate", args.params), load_section(AudioConfig, "audio", args.params),
+            args.pairs, args.bank, args.queries, dict(args.model), args.judge, args.judge_metrics, args.out, args.report,
+        )
+    except EvaluationError as err:
+        print(f"evaluate: {err}", file=sys.stderr)
+        return 1
+    keys = [k for k in metrics if k.startswith("all.") and k.endswith((".sdr", ".si_sdri", ".clap_t"))]
+    print("\n".join(f"{k} = {metrics[k]}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The judge, the evaluation runner and the ``evaluate`` stage on the tiny corpus."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from marssep_core.config import AudioConfig, build
+from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.evaluation.clap import CLAP_SAMPLE_RATE, LaionClapJudge
+from marssep_core.evaluation.judge import JudgeNet, JudgeNetConfig, load_judge
+from marssep_core.evaluation.judge_train import JudgeConfig, clip_accuracy, run_judge_stage
+from marssep_core.evaluation.metrics import METRICS
+from marssep_core.evaluation.runner import MODALITIES, EvaluateConfig, EvaluationError
+from marssep_core.evaluation.stage import run_evaluate_stage
+from marssep_core.separation.queries import QueryBank
+from marssep_core.separation.separator import save_separator
+from marssep_core.separation.stages import UNetParams, build_separator
+from tests.conftest import TINY_JUDGE_PARAMS, TINY_SEPARATOR_PARAMS
+
+
+@pytest.fixture(scope="module")
+def judged(separator_assets, tmp_path_factory):
+    """A tiny trained judge and a tiny (untrained) separator model file."""
+    out = tmp_path_factory.mktemp("judged")
+    report = run_judge_stage(build(JudgeConfig, TINY_JUDGE_PARAMS), separator_assets.raw, separator_assets.bank,
+                             out / "judge.pt", out / "judge.json")
+    torch.manual_seed(0)
+    queries = QueryBank.load(separator_assets.queries)
+    separator = build_separator(UNetParams(**TINY_SEPARATOR_PARAMS["model"]), AudioConfig(), queries.dim)
+    save_separator(out / "sep.pt", separator, queries.encoder, {"stage": "test"})
+    return out, report
+
+
+def test_the_judge_learns_the_tiny_classes_and_round_trips(separator_assets, judged):
+    out, report = judged
+    assert report["classes"] == 6 and report["chance"] == pytest.approx(1 / 6, abs=1e-4)
+    assert report["test"]["all"] > 0.5  # six generated classes with distinct spectra
+    judge, meta = load_judge(out / "judge.pt")
+    assert meta["seed"] == 7 and json.loads((out / "judge.json").read_text())["test"] == meta["test_accuracy"]
+    bank = load_audio_bank(separator_assets.bank)
+    assert clip_accuracy(judge, bank, "test") == report["test"]
+    waves = np.random.default_rng(0).standard_normal((3, 300)).astype(np.float32)  # shorter than one FFT
+    embedded = judge.embed_audio(waves, 16000)
+    assert embedded.shape == (3, 16) and torch.allclose(embedded.norm(dim=-1), torch.ones(3))
+    with pytest.raises(KeyError, match="unknown"):
+        judge.embed_text(["not a class text"])
+
+
+def test_judge_net_rejects_a_single_class():
+    with pytest.raises(ValueError, match="two classes"):
+        JudgeNet(JudgeNetConfig(n_classes=1))
+
+
+def _stage(separator_assets, judged, tmp_path, cfg: EvaluateConfig, pairs: pd.DataFrame | None = None):
+    out, _ = judged
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    pairs_path = tmp_path / "pairs.csv"
+    (separator_assets.pairs if pairs is None else pairs).to_csv(pairs_path, index=False)
+    return run_evaluate_stage(cfg, AudioConfig(), pairs_path, separator_assets.bank, separator_assets.queries,
+                              {"supervised": out / "sep.pt"}, out / "judge.pt", out / "judge.json",
+                              tmp_path / "metrics", tmp_path / "reports")
+
+
+def test_evaluate_stage_writes_every_key_table_plot_and_report(separator_assets, judged, tmp_path):
+    metrics = _stage(separator_assets, judged, tmp_path, EvaluateConfig(workers=1, figures_per_corpus=1))
+    corpora = sorted(separator_assets.pairs["corpus"].unique())
+    for corpus in [*corpora, "all"]:
+        for system in ("mixture", "supervised", "oracle_irm"):
+            for modality in MODALITIES:
+                for metric in METRICS:
+                    assert f"{corpus}.{system}.{modality}.{metric}" in metrics
+                    assert f"{corpus}.{system}.{modality}.{metric}_sem" in metrics
+    pairs = len(separator_assets.pairs)
+    assert metrics["errors.units"] == pairs * 3 * 4 and metrics["errors.failed"] == 0
+    assert metrics["all.oracle_irm.text.sdr"] > metrics["all.mixture.text.sdr"] + 5
+    assert metrics["all.mixture.text.si_sdri"] == 0.0
+    table = pd.read_csv(tmp_path / "metrics" / "eval_pairs.csv", keep_default_na=False)
+    assert len(table) == pairs * 3 * 4
+    assert json.loads((tmp_path / "metrics" / "eval.json").read_text()) == metrics
+    curves = pd.read_csv(tmp_path / "metrics" / "eval_cdf_si_sdri.csv")
+    assert {"quantile", "supervised_text", "oracle_irm_omni"} <= set(curves.columns)
+    report = (tmp_path / "reports" / "eval.md").read_text()
+    assert "Table 1" in report and "Table 2" in report and "| Text | supervised |" in report
+    figures = sorted((tmp_path / "reports" / "figures").glob("*.png"))
+    assert len(figures) == len(corpora) and all(f"figures/{f.name}" in report for f in figures)
+
+
+def test_forked_bss_workers_give_the_same_table(separator_assets, judged, tmp_path):
+    _stage(separator_assets, judged, tmp_path / "one", EvaluateConfig(workers=1, figures_per_corpus=0))
+    _stage(separator_assets, judged, tmp_path / "two", EvaluateConfig(workers=2, figures_per_corpus=0))
+    one, two = (pd.read_csv(tmp_path / d / "metrics" / "eval_pairs.csv") for d in ("one", "two"))
+    pd.testing.assert_frame_equal(one, two)
+
+
+def test_a_bad_pair_is_recorded_and_only_fails_the_stage_past_the_budget(separator_assets, judged, tmp_path):
+    pairs = separator_assets.pairs.copy()
+    pairs.loc[0, "target_clip"] = "no-such-clip"
+    pairs.loc[1, "query_audio_clip"] = "missing-query-clip"
+    metrics = _stage(separator_assets, judged, tmp_path / "ok", EvaluateConfig(workers=1, figures_per_corpus=0, max_error_rate=0.5), pairs)
+    assert metrics["errors.failed"] == 2 * 3 * 4  # both pairs, every system and modality
+    errors = pd.read_csv(tmp_path / "ok" / "metrics" / "eval_errors.csv")
+    assert set(errors["pair_id"]) == set(pairs["pair_id"].iloc[:2]) and errors["error"].str.contains("no-such-clip").any()
+    assert metrics["all.supervised.text.n"] == len(pairs) - 2
+    with pytest.raises(EvaluationError, match="over the budget"):
+        _stage(separator_assets, judged, tmp_path / "strict", EvaluateConfig(workers=1, figures_per_corpus=0, max_error_rate=0.0), pairs)
+    assert (tmp_path / "strict" / "metrics" / "eval_errors.csv").is_file()  # written before failing
+
+
+def test_laion_clap_judge_resamples_to_48k_and_normalises(tmp_path, monkeypatch):
+    calls = {}
+
+    class FakeClap:
+        def __init__(self, enable_fusion, amodel):
+            calls["init"] = (enable_fusion, amodel)
+
+        def load_ckpt(self, path):
+            calls["ckpt"] = path
+
+        def get_audio_embedding_from_data(self, x, use_tensor):
+            calls["audio_shape"] = tuple(x.shape)
+            return torch.stack([x.abs().mean(-1) + 1.0, x.abs().max(-1).values], dim=1) * 3.0
+
+        def get_text_embedding(self, texts, use_tensor):
+            return torch.tensor([[float(len(t)), 1.0] for t in texts])
+
+    monkeypatch.setitem(sys.modules, "laion_clap", types.SimpleNamespace(CLAP_Module=FakeClap))
+    checkpoint = tmp_path / "clap.pt"
+    checkpoint.write_bytes(b"x")
+    judge = LaionClapJudge(checkpoint, ["a", "b"], ["a dog", "a cat barking"])
+    embedded = judge.embed_audio(np.ones((2, 16000), np.float32) * 0.5, 16000)
+    assert calls["init"] == (False, "HTSAT-base") and calls["ckpt"] == str(checkpoint)
+    assert calls["audio_shape"] == (2, CLAP_SAMPLE_RATE)
+    assert torch.allclose(embedded.norm(dim=-1), torch.ones(2)) and judge.class_embeddings().shape == (2, 2)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        LaionClapJudge(tmp_path / "missing.pt", ["a"], ["a dog"])
+
+
+def test_evaluate_config_rejects_unknown_modalities(separator_assets, judged, tmp_path):
+    with pytest.raises(ValueError, match="modalities must be among"):
+        _stage(separator_assets, judged, tmp_path, dataclasses.replace(EvaluateConfig(workers=1), modalities=("smell",)))
