@@ -162,3 +162,10 @@ TINY_JUDGE_PARAMS = {
     "model": {"channels": [4, 8], "embed_dim": 16},
     "train": {"steps": 80, "batch_size": 12, "warmup": 5, "lr": 0.01, "crop_seconds": 0.5, "eval_every": 40},
 }
+
+TINY_RL_PARAMS = {
+    "group_size": 2,
+    "mixing": {"crop_seconds": 0.5},
+    "loop": {"steps": 4, "batch_size": 4, "warmup": 1, "lr": 0.001, "eval_every": 2, "checkpoint_every": 2, "device": "cpu"},
+    "validation": {"pairs_per_corpus": 4, "crop_seconds": 0.5, "batch": 8},
+}

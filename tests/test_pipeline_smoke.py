@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_JUDGE_PARAMS, TINY_SEPARATOR_PARAMS, make_tiny_corpus
+from tests.conftest import TINY_JUDGE_PARAMS, TINY_RL_PARAMS, TINY_SEPARATOR_PARAMS, make_tiny_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -46,6 +46,7 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     params["train_supervised"] = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
     params["judge"] = json.loads(json.dumps(TINY_JUDGE_PARAMS))
     params["evaluate"].update(workers=1, figures_per_corpus=1)
+    params["rl"].update(json.loads(json.dumps(TINY_RL_PARAMS)))
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     make_tiny_corpus(project / "data" / "raw")
 
@@ -67,7 +68,10 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     assert supervised["steps"] == 6 and "oracle_irm" in supervised["test"]
     assert (project / "models" / "separator_sup.pt").is_file()
     evaluation = json.loads((project / "metrics" / "eval.json").read_text())
-    assert evaluation["errors.failed"] == 0 and evaluation["errors.units"] == 24 * 3 * 4
+    assert evaluation["errors.failed"] == 0 and evaluation["errors.units"] == 24 * 4 * 4  # mixture, supervised, rl, oracle
+    assert "all.rl.text.sdr" in evaluation and "paired.rl_minus_supervised.sdr.text.mean" in evaluation
+    rl = json.loads((project / "metrics" / "rl.json").read_text())
+    assert rl["steps"] == 4 and (project / "models" / "separator_rl.pt").is_file()
     assert {"inst.supervised.text.sdr", "sounds.oracle_irm.omni.clap_t_sem", "all.mixture.image.leakage"} <= set(evaluation)
     assert "Table 1" in (project / "reports" / "eval.md").read_text()
     # nothing left to do: a second repro reproduces no stage

@@ -1,0 +1,132 @@
+"""DVC stage ``train_rl``: MARS fine-tuning of the supervised separator.
+
+Starts from ``models/separator_sup.pt``; the reward model is the frozen aligned encoder
+(``rl.reward_encoder``, stage 3 by default) with the MLBP anchor (``rl.reward_mlbp``); the
+independent judge of the evaluation watches for reward hacking. Runs on ``loop.train_loop``
+(device, bf16 autocast for the policy, DDP, atomic checkpoints, resume). Writes
+``models/separator_rl.pt``, ``metrics/rl.json`` and the per-step ``metrics/rl_history.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from marssep_core.config import AudioConfig
+from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.encoders.api import resolve_device
+from marssep_core.encoders.stages import open_data
+from marssep_core.encoders.store import load_encoder
+from marssep_core.evaluation.judge import load_judge
+from marssep_core.io_utils import md5_file, write_json_atomic, write_table_atomic
+from marssep_core.rl.reward import RewardConfig, RewardModel, load_mlbp
+from marssep_core.rl.task import PolicyConfig, RewardAnchors, RLTask
+from marssep_core.separation.data import MixingConfig, MixtureSampler
+from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
+from marssep_core.separation.queries import QueryBank, build_query_bank
+from marssep_core.separation.separator import load_separator, save_separator
+from marssep_core.separation.stages import ValidationConfig, validation_pairs
+
+log = logging.getLogger(__name__)
+
+SELECTIONS = ("reward", "si_sdri_text", "judge_clap_t")
+WATCH = ("reward", "judge_clap_t", "si_sdri_text")
+
+
+@dataclass(frozen=True)
+class RLConfig(PolicyConfig):
+    """``rl`` params section: the policy knobs (``PolicyConfig``) plus reward, data and loop."""
+
+    reward: RewardConfig = RewardConfig()
+    reward_encoder: str = "models/encoder/stage3.pt"
+    reward_mlbp: str = "models/encoder/mlbp.pt"
+    select: str = "reward"  # validation metric that picks the saved checkpoint
+    hacking_margin: float = 0.5  # judge CLAP_t drop (points) that, with a rising reward, flags hacking
+    mixing: MixingConfig = MixingConfig()
+    loop: LoopConfig = LoopConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+
+def reward_query_bank(encoder_path: Path, queries: QueryBank, raw_dir: Path, bank_dir: Path) -> QueryBank:
+    """Target-side embeddings by the reward encoder: the query bank itself when it was embedded
+    by that encoder, else embedded afresh (e.g. the unaligned-encoder ablation)."""
+    if queries.encoder.get("md5") == md5_file(encoder_path):
+        return queries
+    model, _, _ = load_encoder(encoder_path)
+    log.info("reward encoder %s differs from the query bank's; embedding the anchors with it", encoder_path)
+    return build_query_bank(model, open_data(raw_dir, bank_dir, model.cfg.image_size), raw_dir, encoder_path)
+
+
+def hacking_watch(start: dict[str, float], end: dict[str, float], margin: float) -> dict[str, Any]:
+    """Reward-encoder score vs the independent judge from the start to the selected step."""
+    deltas = {k: round(end[k] - start[k], 5) for k in WATCH}
+    flag = deltas["reward"] > 0 and deltas["judge_clap_t"] < -margin
+    return {"delta": deltas, "diverged": bool(flag)}
+
+
+def run_rl_stage(
+    cfg: RLConfig,
+    audio: AudioConfig,
+    raw_dir: Path,
+    bank_dir: Path,
+    queries_path: Path,
+    init_model: Path,
+    judge_path: Path,
+    out_model: Path,
+    out_metrics: Path,
+    out_history: Path,
+    run_dir: Path,
+) -> dict[str, Any] | None:
+    """Fine-tune, select, save; metrics on rank 0, ``None`` on the other DDP ranks."""
+    if cfg.select not in SELECTIONS:
+        raise ValueError(f"rl.select must be one of {SELECTIONS}, got {cfg.select!r}")
+    torch.manual_seed(cfg.loop.seed)
+    bank = load_audio_bank(bank_dir)
+    queries = QueryBank.load(queries_path)
+    separator, info = load_separator(init_model)
+    if separator.sample_rate != audio.sample_rate or separator.sample_rate != bank.sample_rate:
+        raise ValueError(f"{init_model}: model at {separator.sample_rate} Hz, params/audio bank at {audio.sample_rate}/{bank.sample_rate} Hz")
+    encoder_path = Path(cfg.reward_encoder)
+    encoder, _, _ = load_encoder(encoder_path)
+    reward = RewardModel(encoder, load_mlbp(cfg.reward_mlbp) if cfg.reward.fusion == "mlbp" else None, cfg.reward)
+    reward.to(resolve_device(cfg.loop.device))
+    judge, _ = load_judge(judge_path)
+    anchors = RewardAnchors(reward_query_bank(encoder_path, queries, raw_dir, bank_dir), bank)
+    task = RLTask(separator, cfg, cfg.loop.steps, MixtureSampler(bank, queries, "train", cfg.mixing), reward, anchors,
+                  validation_pairs(bank, raw_dir, cfg.validation), bank, queries, judge, cfg.validation.batch)
+    separator.to(resolve_device(cfg.loop.device)).eval()
+    start = task.evaluate(separator.mask_net)
+    fingerprint = fingerprint_of(cfg, audio, queries.encoder, md5_file(init_model), md5_file(encoder_path))
+    result = train_loop(separator.mask_net, task, cfg.loop, run_dir, fingerprint, cfg.select, None, "rl")
+    if not result.dist.is_main:
+        return None
+    history = [{"step": 0, **{f"val_{k}": v for k, v in start.items()}}, *result.history]
+    separator.mask_net.load_state_dict(result.best_state)
+    separator.cpu().eval()
+    best = next(row for row in result.history if row["step"] == result.best_step)
+    final = next(row for row in reversed(result.history) if "val_reward" in row)
+    val = lambda row: {k[4:]: v for k, v in row.items() if k.startswith("val_")}  # noqa: E731
+    report = {
+        "steps": cfg.loop.steps,
+        "selected_by": cfg.select,
+        "best_step": result.best_step,
+        "val_start": start,
+        "val_best": val(best),
+        "val_final": val(final),
+        "improvement_at_best": {k: round(val(best)[k] - start[k], 5) for k in start},
+        "reward_hacking": hacking_watch(start, val(best), cfg.hacking_margin),
+        "reward_hacking_final": hacking_watch(start, val(final), cfg.hacking_margin),
+        "processes": result.dist.world_size,
+        "replicas_identical": len(set(result.replica_digests)) == 1,
+    }
+    save_separator(out_model, separator, info["encoder"], {"stage": "train_rl", "step": result.best_step, "init": str(init_model),
+                                                           "selected_by": cfg.select, "val": val(best)})
+    write_table_atomic(out_history, pd.DataFrame(history))
+    write_json_atomic(out_metrics, report)
+    clear_run(run_dir)
+    return report

@@ -1,0 +1,111 @@
+"""The RL reward model, the batched rollout and the ``train_rl`` stage on the tiny corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from marssep_core.config import AudioConfig, build
+from marssep_core.encoders.fusion import MLBPFusion
+from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input
+from marssep_core.encoders.store import load_encoder, save_torch_atomic
+from marssep_core.evaluation.judge import JudgeNet, JudgeNetConfig, TrainedJudge, save_judge
+from marssep_core.rl.reward import RewardConfig, RewardModel, RewardWeights, batched_audio_input, load_mlbp
+from marssep_core.rl.stage import RLConfig, hacking_watch, run_rl_stage
+from marssep_core.separation.queries import QueryBank
+from marssep_core.separation.separator import load_separator, save_separator
+from marssep_core.separation.stages import UNetParams, build_separator
+from tests.conftest import TINY_RL_PARAMS, TINY_SEPARATOR_PARAMS
+
+@pytest.fixture(scope="module")
+def rl_inputs(separator_assets, tmp_path_factory):
+    """Files the RL stage reads: a tiny separator, an MLBP module and a judge (untrained)."""
+    out = tmp_path_factory.mktemp("rl_inputs")
+    torch.manual_seed(0)
+    queries = QueryBank.load(separator_assets.queries)
+    separator = build_separator(UNetParams(**TINY_SEPARATOR_PARAMS["model"]), AudioConfig(), queries.dim)
+    save_separator(out / "sep.pt", separator, queries.encoder, {"stage": "test"})
+    fusion = MLBPFusion(queries.dim, 8)
+    save_torch_atomic(out / "mlbp.pt", {"format": "marssep-mlbp-v1", "dim": queries.dim, "rank": 8, "state_dict": fusion.state_dict()})
+    classes = queries.classes
+    judge = TrainedJudge(JudgeNet(JudgeNetConfig(n_classes=len(classes), channels=(4,), embed_dim=8)), classes, queries.texts)
+    save_judge(out / "judge.pt", judge, {"seed": 7})
+    return out
+
+
+def test_batched_encoder_input_matches_the_per_clip_preprocessing(separator_assets):
+    cfg = AudioPreprocessConfig()
+    rng = np.random.default_rng(0)
+    for seconds in (1.0, 5.0):
+        waves = torch.from_numpy(rng.standard_normal((3, int(seconds * 16000))).astype(np.float32))
+        batched = batched_audio_input(waves, cfg)
+        for row in range(3):
+            single = audio_to_model_input(waves[row], cfg)
+            torch.testing.assert_close(batched[row], single[: batched.shape[1]], atol=1e-4, rtol=1e-4)
+    encoder, _, _ = load_encoder(separator_assets.encoder)
+    reward = RewardModel(encoder, None, RewardConfig(fusion="mean"))
+    short = torch.from_numpy(rng.standard_normal((2, 8000)).astype(np.float32))
+    per_clip = torch.nn.functional.normalize(encoder.embed("audio", torch.stack([audio_to_model_input(w, cfg) for w in short])), dim=-1)
+    torch.testing.assert_close(reward.embed_waves(short), per_clip, atol=1e-5, rtol=1e-4)
+
+
+def test_rewards_cover_every_group_sample_and_optional_terms(separator_assets, rl_inputs):
+    encoder, _, _ = load_encoder(separator_assets.encoder)
+    queries = QueryBank.load(separator_assets.queries)
+    cfg = RewardConfig(fusion="mlbp", weights=RewardWeights(semantic=1.0, si_sdr=0.5, leakage=0.25))
+    reward = RewardModel(encoder, load_mlbp(rl_inputs / "mlbp.pt"), cfg)
+    text = queries.text_of(queries.classes[:2])
+    anchors = reward.anchors(text, queries.audio[:2], queries.image[:2], torch.tensor([True, False]))
+    assert anchors.shape == (2, queries.dim) and torch.allclose(anchors.norm(dim=-1), torch.ones(2))
+    waves = torch.randn(3, 2, 8000)
+    total, parts = reward(waves, anchors, torch.randn(2, 8000), text.flip(0))
+    assert total.shape == (3, 2) and set(parts) == {"semantic", "si_sdr", "leakage"}
+    torch.testing.assert_close(total, parts["semantic"] + 0.5 * parts["si_sdr"] + 0.25 * parts["leakage"])
+    with pytest.raises(ValueError, match="mlbp"):
+        RewardModel(encoder, None, RewardConfig(fusion="mlbp"))
+
+
+def test_hacking_watch_flags_a_rising_reward_with_a_falling_judge():
+    start = {"reward": 0.30, "judge_clap_t": 40.0, "si_sdri_text": 3.0}
+    assert hacking_watch(start, {"reward": 0.35, "judge_clap_t": 38.0, "si_sdri_text": 3.0}, 0.5)["diverged"]
+    assert not hacking_watch(start, {"reward": 0.35, "judge_clap_t": 41.0, "si_sdri_text": 3.5}, 0.5)["diverged"]
+    assert not hacking_watch(start, {"reward": 0.25, "judge_clap_t": 30.0, "si_sdri_text": 1.0}, 0.5)["diverged"]
+
+
+def _run(separator_assets, rl_inputs, tmp_path, **overrides):
+    params = {**TINY_RL_PARAMS, "reward_mlbp": str(rl_inputs / "mlbp.pt"), "reward_encoder": str(separator_assets.encoder), **overrides}
+    return run_rl_stage(build(RLConfig, params), AudioConfig(), separator_assets.raw, separator_assets.bank, separator_assets.queries,
+                        rl_inputs / "sep.pt", rl_inputs / "judge.pt", tmp_path / "rl.pt", tmp_path / "rl.json",
+                        tmp_path / "history.csv", tmp_path / "run")
+
+
+def test_train_rl_stage_writes_model_metrics_and_history(separator_assets, rl_inputs, tmp_path):
+    report = _run(separator_assets, rl_inputs, tmp_path)
+    assert report["steps"] == 4 and report["best_step"] in (2, 4) and report["replicas_identical"]
+    assert set(report["val_start"]) == {"si_sdri_text", "si_sdri_audio", "reward", "reward_semantic", "judge_clap_t", "judge_leakage"}
+    assert set(report["reward_hacking"]) == {"delta", "diverged"}
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert list(history["step"]) == [0, 1, 2, 3, 4]
+    for column in ("reward_mean", "reward_std", "advantage_std", "clip_fraction", "ratio_min", "ratio_max", "entropy", "kl",
+                   "grad_norm", "val_si_sdri_text", "val_judge_clap_t"):
+        assert column in history, column
+    assert history["ratio_min"].dropna().min() == pytest.approx(1.0) == history["ratio_max"].dropna().max()  # K = 1: pi = pi_old
+    separator, info = load_separator(tmp_path / "rl.pt")
+    assert info["meta"]["stage"] == "train_rl" and info["meta"]["step"] == report["best_step"]
+    initial, _ = load_separator(rl_inputs / "sep.pt")
+    changed = any(not torch.equal(a, b) for a, b in zip(separator.state_dict().values(), initial.state_dict().values()))
+    assert changed and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_inner_epochs_reuse_the_rollout_so_ratios_move(separator_assets, rl_inputs, tmp_path):
+    _run(separator_assets, rl_inputs, tmp_path, inner_epochs=2, loop={**TINY_RL_PARAMS["loop"], "lr": 0.01})
+    history = pd.read_csv(tmp_path / "history.csv").dropna(subset=["ratio_max"])
+    assert (history["ratio_max"] > 1.0).any()  # second epoch on a rollout: the policy has moved from pi_old
+    assert history["reward_mean"].iloc[0] == history["reward_mean"].iloc[1]  # same rollout, same rewards
+
+
+def test_rl_config_rejects_unknown_selection(separator_assets, rl_inputs, tmp_path):
+    with pytest.raises(ValueError, match="rl.select"):
+        _run(separator_assets, rl_inputs, tmp_path, select="loss")
