@@ -11,13 +11,25 @@ from marssep_core.config import AudioConfig, build
 from marssep_core.encoders.fusion import MLBPFusion
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input
 from marssep_core.encoders.store import load_encoder, save_torch_atomic
-from marssep_core.evaluation.judge import JudgeNet, JudgeNetConfig, TrainedJudge, save_judge
-from marssep_core.rl.reward import RewardConfig, RewardModel, RewardWeights, batched_audio_input, load_mlbp
+from marssep_core.evaluation.judge import (
+    JudgeNet,
+    JudgeNetConfig,
+    TrainedJudge,
+    save_judge,
+)
+from marssep_core.rl.reward import (
+    RewardConfig,
+    RewardModel,
+    RewardWeights,
+    batched_audio_input,
+    load_mlbp,
+)
 from marssep_core.rl.stage import RLConfig, hacking_watch, run_rl_stage
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator, save_separator
 from marssep_core.separation.stages import UNetParams, build_separator
 from tests.conftest import TINY_RL_PARAMS, TINY_SEPARATOR_PARAMS
+
 
 @pytest.fixture(scope="module")
 def rl_inputs(separator_assets, tmp_path_factory):

@@ -1,0 +1,40 @@
+"""What the training-stage scripts (``pipeline/train_supervised.py``, ``pipeline/train_rl.py``)
+share: the common arguments, logging and CPU threads per process, and the DDP teardown."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def training_parser(doc: str, stage: str) -> argparse.ArgumentParser:
+    """A parser with the inputs every training stage reads and its resume folder ``runs/<stage>``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
+    parser.add_argument("--queries", type=Path, default=Path("data/query_bank.pt"))
+    parser.add_argument("--run-dir", type=Path, default=Path("runs") / stage, help="resume checkpoints")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores / processes)")
+    return parser
+
+
+def start_process(threads: int | None) -> None:
+    """Logging, and the CPU threads of this process (the cores shared by the torchrun processes)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
+
+
+def finish_process(report: dict[str, Any] | None) -> None:
+    """Print rank 0's report and leave the process group."""
+    if report is not None:
+        print(json.dumps(report, indent=1))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
