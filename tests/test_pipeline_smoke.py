@@ -44,7 +44,8 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
         params["encoder"][stage].update(steps=3, batch_size=8, eval_every=3, warmup=1)
     params["encoder"]["fusion"].update(steps=3, batch_size=8)
     params["train_supervised"] = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
-    params["judge"] = json.loads(json.dumps(TINY_JUDGE_PARAMS))
+    for block, values in TINY_JUDGE_PARAMS.items():  # merged: the experiment below sets judge.train.seed
+        params["judge"][block].update(values)
     params["evaluate"].update(workers=1, figures_per_corpus=1)
     params["rl"].update(json.loads(json.dumps(TINY_RL_PARAMS)))
     (project / "params.yaml").write_text(yaml.safe_dump(params))
