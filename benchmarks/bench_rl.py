@@ -86,7 +86,7 @@ def measure(mode: str, device_name: str, steps: int, threads: int) -> dict:
         if mode == "per_sample_rollout":
             per_sample_rollout(rng)
         elif mode == "batched_rollout":
-            task._roll_out(separator.mask_net, rng, batch, device)
+            task.roll_out(separator.mask_net, rng, batch, device)
         else:
             separator.mask_net.train()
             task.rollout = None

@@ -28,9 +28,6 @@ class EmaBaseline:
         self.value = self.decay * current + (1.0 - self.decay) * mean
         return current
 
-    def state_dict(self) -> dict[str, float | None]:
-        return {"decay": self.decay, "value": self.value}
-
 
 def group_advantages(rewards: torch.Tensor, baseline: float = 0.0, normalize: bool = True) -> torch.Tensor:
     """``A = r - b``, then normalised within each item's group of G samples:

@@ -69,6 +69,11 @@ def hacking_watch(start: dict[str, float], end: dict[str, float], margin: float)
     return {"delta": deltas, "diverged": bool(flag)}
 
 
+def _val(row: dict[str, float]) -> dict[str, float]:
+    """The validation entries of a history row, without their ``val_`` prefix."""
+    return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+
+
 def run_rl_stage(
     cfg: RLConfig,
     audio: AudioConfig,
@@ -110,22 +115,21 @@ def run_rl_stage(
     separator.cpu().eval()
     best = next(row for row in result.history if row["step"] == result.best_step)
     final = next(row for row in reversed(result.history) if "val_reward" in row)
-    val = lambda row: {k[4:]: v for k, v in row.items() if k.startswith("val_")}  # noqa: E731
     report = {
         "steps": cfg.loop.steps,
         "selected_by": cfg.select,
         "best_step": result.best_step,
         "val_start": start,
-        "val_best": val(best),
-        "val_final": val(final),
-        "improvement_at_best": {k: round(val(best)[k] - start[k], 5) for k in start},
-        "reward_hacking": hacking_watch(start, val(best), cfg.hacking_margin),
-        "reward_hacking_final": hacking_watch(start, val(final), cfg.hacking_margin),
+        "val_best": _val(best),
+        "val_final": _val(final),
+        "improvement_at_best": {k: round(_val(best)[k] - start[k], 5) for k in start},
+        "reward_hacking": hacking_watch(start, _val(best), cfg.hacking_margin),
+        "reward_hacking_final": hacking_watch(start, _val(final), cfg.hacking_margin),
         "processes": result.dist.world_size,
         "replicas_identical": len(set(result.replica_digests)) == 1,
     }
     save_separator(out_model, separator, info["encoder"], {"stage": "train_rl", "step": result.best_step, "init": str(init_model),
-                                                           "selected_by": cfg.select, "val": val(best)})
+                                                           "selected_by": cfg.select, "val": _val(best)})
     write_table_atomic(out_history, pd.DataFrame(history))
     write_json_atomic(out_metrics, report)
     clear_run(run_dir)

@@ -89,15 +89,14 @@ class RLTask:
         self.reward, self.anchors, self.judge, self.eval_batch = reward, anchors, judge, eval_batch
         self.baseline = EmaBaseline(cfg.baseline_decay)
         self.calls, self.rollout = 0, None
-        self.val = _ValidationSet(val_pairs, bank, queries, anchors.queries)
-        self.val.anchors = reward.anchors(*self.val.anchor_inputs)
+        self.val = _ValidationSet(val_pairs, bank, queries, anchors.queries, reward)
 
     def kappa_at(self, call: int) -> float:
         progress = min(1.0, (call // self.cfg.inner_epochs) * self.cfg.inner_epochs / max(1, self.steps))
         return self.cfg.kappa + (self.cfg.kappa_final - self.cfg.kappa) * progress
 
     @torch.no_grad()
-    def _roll_out(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> Rollout:
+    def roll_out(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> Rollout:
         batch = self.sampler.sample(batch_size, rng)
         mixture, query = batch.mixture.to(device), batch.query.to(device)
         with torch.autocast(device.type, enabled=False):
@@ -121,7 +120,7 @@ class RLTask:
 
     def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         if self.rollout is None or self.calls % self.cfg.inner_epochs == 0:
-            self.rollout = self._roll_out(model, rng, batch_size, device)
+            self.rollout = self.roll_out(model, rng, batch_size, device)
         self.calls += 1
         r = self.rollout
         proposal = torch.sigmoid(model(r.magnitude, r.query).float())
@@ -161,13 +160,12 @@ class RLTask:
 class _ValidationSet:
     """Validation pairs turned into signals, policy queries and reward anchors once."""
 
-    def __init__(self, pairs: pd.DataFrame, bank: AudioBank, queries: QueryBank, reward_queries: QueryBank):
+    def __init__(self, pairs: pd.DataFrame, bank: AudioBank, queries: QueryBank, reward_queries: QueryBank, reward: RewardModel):
         self.mixture, self.target, _ = pair_signals(pairs, bank)
         self.mixture_si_sdr = si_sdr_np(self.mixture, self.target)
         self.queries = pair_queries(pairs, queries)
-        anchor_parts = pair_queries(pairs, reward_queries)
-        self.anchor_inputs = (anchor_parts["text"], anchor_parts["audio"], anchor_parts["vision"], anchor_parts["has_image"])
+        target_side = pair_queries(pairs, reward_queries)
+        self.anchors = reward.anchors(target_side["text"], target_side["audio"], target_side["vision"], target_side["has_image"])
         self.texts = pairs["query_text"].tolist()
         self.interferer_classes = pairs["interferer_class"].tolist()
         self.interferer_text = reward_queries.text_of(self.interferer_classes)
-        self.anchors = torch.empty(0)  # set by RLTask with its reward model
