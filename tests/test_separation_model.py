@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from marssep_core.audio.overlap_add import overlap_add, segment_starts
+from marssep_core.audio.overlap_add import StreamingOverlapAdd, overlap_add, segment_starts
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.evaluation.signal import ideal_ratio_mask, si_sdr, si_sdr_improvement
@@ -116,3 +116,25 @@ def test_segment_starts_cover_the_signal():
     starts = segment_starts(1001, 256, 192)
     assert starts[0] == 0 and starts[-1] + 256 >= 1001
     assert all(b - a == 192 for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("length", [5, 255, 256, 257, 1001, 5000])
+def test_streaming_overlap_add_equals_one_shot_for_any_block_size_and_batch(length):
+    wave = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+
+    def nonlinear(window):  # position-dependent, so a misplaced window would show
+        return np.tanh(3.0 * window) + 0.1 * window.mean() + np.linspace(0.0, 0.01, window.shape[-1])
+
+    expected = overlap_add(nonlinear, wave, segment=256, overlap=0.25)
+    windows_seen = []
+    for batch in (1, 3):
+        for block in (1, 7, 100, 10_000):
+            def batched(windows):
+                windows_seen.append(windows.shape[0])
+                return np.stack([nonlinear(w) for w in windows])
+
+            stream = StreamingOverlapAdd(batched, channels=2, segment=256, overlap=0.25, batch=batch)
+            pieces = [stream.push(wave[:, i : i + block]) for i in range(0, length, block)] + [stream.finish()]
+            np.testing.assert_allclose(np.concatenate(pieces, axis=1), expected, atol=1e-6)
+    if length == 5000:  # 26 windows: full batches of 3 reach the model
+        assert max(windows_seen) == 3

@@ -36,28 +36,31 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class QueryEncoder:
-    """A frozen encoder with its preprocessing, for batched query embeddings."""
+class QueryEmbedder:
+    """Batched query embeddings with the encoder's preprocessing; ``_embed`` runs a tower.
 
-    def __init__(self, model: ImageBindModel, device: str = "cpu", tokenizer: ClipTokenizer | None = None):
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval().requires_grad_(False)
-        self.tokenizer = tokenizer or ClipTokenizer(context_length=model.cfg.context_length)
-        self.audio_cfg = AudioPreprocessConfig(mel_bins=model.cfg.mel_bins, target_frames=model.cfg.audio_frames)
+    Subclasses: ``QueryEncoder`` (PyTorch) and ``marssep_core.serving.bundle.OnnxQueryEncoder``
+    (onnxruntime); both share the tokenizer, the audio front end and the image transform.
+    """
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> QueryEncoder:
-        model, _, _ = load_encoder(Path(path))
-        return cls(model, device)
+    def __init__(self, context_length: int, mel_bins: int, audio_frames: int, image_size: int, device: torch.device,
+                 tokenizer: ClipTokenizer | None = None):
+        self.device = device
+        self.tokenizer = tokenizer or ClipTokenizer(context_length=context_length)
+        self.audio_cfg = AudioPreprocessConfig(mel_bins=mel_bins, target_frames=audio_frames)
+        self.image_size = image_size
 
     @property
     def sample_rate(self) -> int:
         return self.audio_cfg.sample_rate
 
+    def _embed(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+        """Model inputs for ``modality`` -> unit-norm ``(B, D)`` float32 on ``self.device``."""
+        raise NotImplementedError
+
     @torch.inference_mode()
     def text(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(list(texts)).to(self.device)
-        return F.normalize(self.model.embed("text", tokens), dim=-1)
+        return self._embed("text", self.tokenizer(list(texts)))
 
     @torch.inference_mode()
     def audio(self, clips: Sequence[np.ndarray | str | Path], sample_rate: int | None = None) -> torch.Tensor:
@@ -70,15 +73,14 @@ class QueryEncoder:
             else:
                 wave = resample(np.asarray(clip, dtype=np.float32), sample_rate or self.sample_rate, self.sample_rate)
             batch.append(audio_to_model_input(torch.from_numpy(np.ascontiguousarray(wave)), self.audio_cfg))
-        return F.normalize(self.model.embed("audio", torch.stack(batch).to(self.device)), dim=-1)
+        return self._embed("audio", torch.stack(batch))
 
     @torch.inference_mode()
     def image(self, images: Sequence[Image.Image | str | Path]) -> torch.Tensor:
         pixels = [
-            image_to_model_input(Image.open(i) if isinstance(i, (str, Path)) else i, self.model.cfg.image_size)
-            for i in images
+            image_to_model_input(Image.open(i) if isinstance(i, (str, Path)) else i, self.image_size) for i in images
         ]
-        return F.normalize(self.model.embed("vision", torch.stack(pixels).to(self.device)), dim=-1)
+        return self._embed("vision", torch.stack(pixels))
 
     def query(
         self,
@@ -99,3 +101,21 @@ class QueryEncoder:
         weights = weights or {}
         total = sum(weights.get(m, 1.0) * e for m, e in present.items())
         return F.normalize(total, dim=-1)
+
+
+class QueryEncoder(QueryEmbedder):
+    """A frozen PyTorch encoder with its preprocessing."""
+
+    def __init__(self, model: ImageBindModel, device: str = "cpu", tokenizer: ClipTokenizer | None = None):
+        cfg = model.cfg
+        super().__init__(cfg.context_length, cfg.mel_bins, cfg.audio_frames, cfg.image_size, resolve_device(device),
+                         tokenizer)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> QueryEncoder:
+        model, _, _ = load_encoder(Path(path))
+        return cls(model, device)
+
+    def _embed(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.embed(modality, inputs.to(self.device)), dim=-1)

@@ -1,20 +1,23 @@
-"""The functional inference API on PyTorch.
+"""The functional inference API (PyTorch by default, or an ONNX bundle on onnxruntime).
 
     from marssep_core import separate
-    estimate, rate = separate("mix.wav", query_text="a dog barking", model="models/separator_sup.pt")
+    estimate, rate = separate("mix.wav", query_text="a dog barking", model="models/separator_rl.pt")
     estimate, rate = separate(wave, sample_rate=44100, query_audio="dog.wav", query_image="dog.png",
                               negative_text="speech", segment=4.0, overlap=0.25)
+    estimate, rate = separate("mix.wav", query_text="a dog barking", backend="onnx", model="models/onnx")
 
 The mixture (a path or an array ``(N,)`` / ``(C, N)``) is resampled to the model's rate; each
 channel is separated with the same query; long inputs go through overlap-add windows of
 ``segment`` seconds. Queries: any non-empty subset of text, reference audio (path or array at the
 model rate) and image (path or PIL image), combined as ``normalize(sum normalize(e_m))``;
 ``negative_*`` queries steer away from a sound (``q (1 + a) - a q_neg``, ``a = 0.5``).
-The result is ``(N,)`` for mono input, ``(C, N)`` otherwise, at the model's sample rate.
+The result is ``(N,)`` for mono input, ``(C, N)`` otherwise, resampled back to the input's rate
+(returned with it), so it lines up sample for sample with the mixture.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -24,33 +27,18 @@ import torch
 from PIL import Image
 
 from marssep_core.audio.io import load_audio
-from marssep_core.audio.overlap_add import overlap_add
 from marssep_core.audio.resample import resample
-from marssep_core.encoders.api import QueryEncoder, resolve_device
-from marssep_core.encoders.checkpoint import CheckpointError
-from marssep_core.io_utils import md5_file
+from marssep_core.encoders.api import QueryEmbedder
 from marssep_core.separation.queries import negative_query
-from marssep_core.separation.separator import Separator, load_separator
+from marssep_core.serving.engine import Engine, load_engine
 
 AudioQuery = str | Path | np.ndarray
 ImageQuery = str | Path | Image.Image
 
 
 @functools.lru_cache(maxsize=4)
-def _load(model: str, encoder: str | None, device: str) -> tuple[Separator, QueryEncoder]:
-    separator, info = load_separator(model)
-    encoder_path = Path(encoder or info["encoder"]["path"])
-    if not encoder_path.is_file():
-        raise CheckpointError(
-            f"{model}: its query encoder {encoder_path} is missing; pass encoder=/path/to/the/encoder.pt"
-        )
-    expected = info["encoder"].get("md5")
-    if encoder is None and expected and md5_file(encoder_path) != expected:
-        raise CheckpointError(
-            f"{model}: {encoder_path} is not the encoder the separator was trained with (md5 differs); "
-            "pass encoder= explicitly to override"
-        )
-    return separator.to(resolve_device(device)), QueryEncoder.from_checkpoint(encoder_path, device)
+def _load(backend: str, model: str, encoder: str | None, device: str) -> Engine:
+    return load_engine(backend, model, encoder, device)
 
 
 def _listify(value: Any) -> list | None:
@@ -60,7 +48,7 @@ def _listify(value: Any) -> list | None:
 
 
 def embed_query(
-    encoder: QueryEncoder,
+    encoder: QueryEmbedder,
     text: str | list[str] | None = None,
     audio: AudioQuery | list[AudioQuery] | None = None,
     image: ImageQuery | list[ImageQuery] | None = None,
@@ -79,12 +67,28 @@ def embed_query(
     return torch.nn.functional.normalize(total, dim=-1)
 
 
+def full_query(
+    encoder: QueryEmbedder,
+    text: str | list[str] | None = None,
+    audio: AudioQuery | list[AudioQuery] | None = None,
+    image: ImageQuery | list[ImageQuery] | None = None,
+    negative_text: str | list[str] | None = None,
+    negative_audio: AudioQuery | list[AudioQuery] | None = None,
+    negative_image: ImageQuery | list[ImageQuery] | None = None,
+) -> torch.Tensor:
+    """``embed_query`` of the positive side, steered away from the negative side when one is given."""
+    query = embed_query(encoder, text, audio, image)
+    if any(n is not None for n in (negative_text, negative_audio, negative_image)):
+        query = negative_query(query, embed_query(encoder, negative_text, negative_audio, negative_image))
+    return query
+
+
 def separate(
     mixture: str | Path | np.ndarray,
     query_text: str | list[str] | None = None,
     query_audio: AudioQuery | list[AudioQuery] | None = None,
     query_image: ImageQuery | list[ImageQuery] | None = None,
-    model: str | Path = "models/separator_sup.pt",
+    model: str | Path = "models/separator_rl.pt",
     encoder: str | Path | None = None,
     negative_text: str | list[str] | None = None,
     negative_audio: AudioQuery | list[AudioQuery] | None = None,
@@ -93,10 +97,11 @@ def separate(
     device: str = "cpu",
     segment: float | None = 10.0,
     overlap: float = 0.25,
+    backend: str = "torch",
 ) -> tuple[np.ndarray, int]:
-    """Separate the sound the query describes; returns ``(estimate, model_sample_rate)``."""
-    separator, query_encoder = _load(str(model), str(encoder) if encoder else None, device)
-    rate = separator.sample_rate
+    """Separate the sound the query describes; returns ``(estimate, input_sample_rate)``."""
+    engine = dataclasses.replace(_load(backend, str(model), str(encoder) if encoder else None, device),
+                                 segment=segment, overlap=overlap)
     if isinstance(mixture, (str, Path)):
         wave, source_rate = load_audio(mixture)
     else:
@@ -104,18 +109,16 @@ def separate(
             raise ValueError("an array mixture needs sample_rate=")
         wave, source_rate = np.asarray(mixture, dtype=np.float32), sample_rate
     mono = wave.ndim == 1
-    wave = resample(wave[None] if mono else wave, source_rate, rate)
-    query = embed_query(query_encoder, query_text, query_audio, query_image)
-    if any(n is not None for n in (negative_text, negative_audio, negative_image)):
-        query = negative_query(query, embed_query(query_encoder, negative_text, negative_audio, negative_image))
-    device_t = next(separator.parameters()).device
-    query = query.to(device_t)
+    query = full_query(engine.encoder, query_text, query_audio, query_image, negative_text, negative_audio,
+                       negative_image)
+    at_model_rate = resample(wave[None] if mono else wave, source_rate, engine.sample_rate)
+    estimate = resample(engine.separate_array(at_model_rate, query), engine.sample_rate, source_rate)
+    estimate = _fit_length(estimate, wave.shape[-1])
+    return (estimate[0] if mono else estimate), source_rate
 
-    @torch.inference_mode()
-    def process(window: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(window).to(device_t)
-        return separator(batch, query.expand(batch.shape[0], -1)).float().cpu().numpy()
 
-    length = int(round(segment * rate)) if segment else wave.shape[-1]
-    estimate = overlap_add(process, wave, max(1, length), overlap)
-    return (estimate[0] if mono else estimate), rate
+def _fit_length(wave: np.ndarray, length: int) -> np.ndarray:
+    """Trim or zero-pad ``(C, n)`` to ``(C, length)`` (resampling round trips can be off by a sample)."""
+    if wave.shape[-1] >= length:
+        return wave[:, :length]
+    return np.pad(wave, ((0, 0), (0, length - wave.shape[-1])))

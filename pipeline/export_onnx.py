@@ -1,0 +1,37 @@
+"""DVC stage ``export_onnx`` (params ``export``): the served ONNX bundle and its parity check.
+
+    python pipeline/export_onnx.py            # -> models/onnx/, metrics/export.json
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from marssep_core.config import load_section
+from marssep_core.serving.stage import ExportConfig, ParityError, run_export_stage
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("models/onnx"))
+    parser.add_argument("--pairs", type=Path, default=Path("data/clean/test_pairs.csv"))
+    parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/export.json"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_section(ExportConfig, "export", args.params)
+    try:
+        metrics = run_export_stage(cfg, args.out, args.pairs, args.bank, args.raw, args.metrics)
+    except ParityError as err:
+        print(f"error: {err} (see {args.metrics})", file=sys.stderr)
+        return 1
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
