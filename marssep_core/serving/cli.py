@@ -45,7 +45,8 @@ def add_separate_parser(commands: argparse._SubParsersAction) -> None:
     sep.add_argument("--device", choices=DEVICES, default="auto")
     sep.add_argument("--segment", type=float, default=10.0, help="seconds per window (overlap-add)")
     sep.add_argument("--overlap", type=float, default=0.25, help="window overlap fraction")
-    sep.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    sep.add_argument("--batch-size", type=int, default=1,
+                     help="windows per forward pass (x channels); more is faster on onnxruntime but needs more memory")
     sep.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav", help="output container")
     sep.add_argument("--subtype", choices=SUBTYPES, default=None, help="sample format (default: FLOAT for wav, PCM_24 for flac)")

@@ -79,7 +79,7 @@ class Engine:
     audio: AudioConfig
     segment: float | None = 10.0  # seconds per window; None: the whole input in one window
     overlap: float = 0.25
-    batch: int = 4  # windows per forward pass (times the channel count)
+    batch: int = 1  # windows per forward pass (times the channel count)
 
     def __post_init__(self) -> None:
         self.stft = STFT.from_config(self.audio)
@@ -181,7 +181,7 @@ def load_torch_parts(model: Path, encoder: Path | None, device: str) -> tuple[To
 
 
 def load_engine(backend: str, model: str | Path, encoder: str | Path | None = None, device: str = "auto",
-                segment: float | None = 10.0, overlap: float = 0.25, batch: int = 4, threads: int = 0) -> Engine:
+                segment: float | None = 10.0, overlap: float = 0.25, batch: int = 1, threads: int = 0) -> Engine:
     """An ``Engine`` on ``backend`` (onnx: ``model`` is a bundle directory; torch: a separator file)."""
     model = Path(model)
     if backend == "onnx":

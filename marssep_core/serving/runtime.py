@@ -73,6 +73,7 @@ def open_session(path: Path, device: str = "auto", threads: int = 0) -> Any:
     wanted = requested_providers(device, ort.get_available_providers())
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.enable_cpu_mem_arena = False
     options.log_severity_level = 3  # onnxruntime's own warnings (e.g. the CUDA fallback) are reported below
     session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
     got = session.get_providers()[0]
