@@ -11,6 +11,7 @@ in one forward pass per modality. ``query`` combines modalities as
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class QueryEmbedder:
+class QueryEmbedder(ABC):
     """Batched query embeddings with the encoder's preprocessing; ``_embed`` runs a tower.
 
     Subclasses: ``QueryEncoder`` (PyTorch) and ``marssep_core.serving.bundle.OnnxQueryEncoder``
@@ -54,9 +55,9 @@ class QueryEmbedder:
     def sample_rate(self) -> int:
         return self.audio_cfg.sample_rate
 
+    @abstractmethod
     def _embed(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
         """Model inputs for ``modality`` -> unit-norm ``(B, D)`` float32 on ``self.device``."""
-        raise NotImplementedError
 
     @torch.inference_mode()
     def text(self, texts: Sequence[str]) -> torch.Tensor:
