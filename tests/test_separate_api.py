@@ -12,54 +12,49 @@ from marssep_core.cli import main
 from tests.conftest import synth_clip
 
 
-@pytest.fixture(scope="module")
-def model_file(tiny_separator):
-    return tiny_separator
-
-
 def _mixture(seconds: float = 1.0) -> np.ndarray:
     return synth_clip("tone", 7, seconds) + synth_clip("noise", 8, seconds)
 
 
-def test_separate_an_array_with_each_query_kind(model_file, separator_assets):
+def test_separate_an_array_with_each_query_kind(tiny_separator, separator_assets):
     mixture = _mixture()
     picture = next((separator_assets.raw / "images").rglob("*.png"))
     reference = synth_clip("tone", 9)
     for query in ({"query_text": "a tone sound"}, {"query_audio": reference}, {"query_image": picture},
                   {"query_text": "a tone sound", "query_audio": reference, "query_image": picture}):
-        estimate, rate = marssep_core.separate(mixture, sample_rate=16000, model=model_file, **query)
+        estimate, rate = marssep_core.separate(mixture, sample_rate=16000, model=tiny_separator, **query)
         assert rate == 16000 and estimate.shape == mixture.shape and np.isfinite(estimate).all()
 
 
-def test_stereo_resampled_long_input_goes_through_overlap_add(model_file):
+def test_stereo_resampled_long_input_goes_through_overlap_add(tiny_separator):
     left = _mixture(3.0)
     stereo = np.stack([left, 0.5 * left])
-    short_windows, _ = marssep_core.separate(stereo, sample_rate=16000, query_text="noise", model=model_file, segment=1.0)
+    short_windows, _ = marssep_core.separate(stereo, sample_rate=16000, query_text="noise", model=tiny_separator, segment=1.0)
     assert short_windows.shape == (2, 48000)
     from marssep_core.audio.resample import resample
 
-    estimate, rate = marssep_core.separate(resample(left, 16000, 8000), sample_rate=8000, query_text="noise", model=model_file)
+    estimate, rate = marssep_core.separate(resample(left, 16000, 8000), sample_rate=8000, query_text="noise", model=tiny_separator)
     assert rate == 8000 and estimate.shape == (24000,)  # back at the input's rate, sample for sample
 
 
-def test_a_negative_query_changes_the_estimate(model_file):
+def test_a_negative_query_changes_the_estimate(tiny_separator):
     mixture = _mixture()
-    plain, _ = marssep_core.separate(mixture, sample_rate=16000, query_text="a tone sound", model=model_file)
-    steered, _ = marssep_core.separate(mixture, sample_rate=16000, query_text="a tone sound", negative_text="a noise sound", model=model_file)
+    plain, _ = marssep_core.separate(mixture, sample_rate=16000, query_text="a tone sound", model=tiny_separator)
+    steered, _ = marssep_core.separate(mixture, sample_rate=16000, query_text="a tone sound", negative_text="a noise sound", model=tiny_separator)
     assert not np.allclose(plain, steered)
 
 
-def test_array_input_needs_a_sample_rate_and_a_query(model_file):
+def test_array_input_needs_a_sample_rate_and_a_query(tiny_separator):
     with pytest.raises(ValueError, match="sample_rate"):
-        marssep_core.separate(_mixture(), query_text="x", model=model_file)
+        marssep_core.separate(_mixture(), query_text="x", model=tiny_separator)
     with pytest.raises(ValueError, match="a query needs"):
-        marssep_core.separate(_mixture(), sample_rate=16000, model=model_file)
+        marssep_core.separate(_mixture(), sample_rate=16000, model=tiny_separator)
 
 
-def test_cli_separates_files_and_skips_missing_ones(model_file, tmp_path, capsys):
+def test_cli_separates_files_and_skips_missing_ones(tiny_separator, tmp_path, capsys):
     save_audio(tmp_path / "mix.wav", _mixture(), 16000)
     code = main(["separate", str(tmp_path / "mix.wav"), str(tmp_path / "absent.wav"), "--text", "a tone sound",
-                 "--backend", "torch", "--model", str(model_file), "-o", str(tmp_path / "out")])
+                 "--backend", "torch", "--model", str(tiny_separator), "-o", str(tmp_path / "out")])
     assert code == 1
     err = capsys.readouterr().err
     assert "failed absent: missing_file" in err and "absent.wav: file not found" in err
@@ -67,14 +62,14 @@ def test_cli_separates_files_and_skips_missing_ones(model_file, tmp_path, capsys
     assert rate == 16000 and estimate.shape == (16000,)
 
 
-def test_cli_refuses_a_model_whose_encoder_is_missing_or_changed(model_file, separator_assets, tmp_path, capsys):
+def test_cli_refuses_a_model_whose_encoder_is_missing_or_changed(tiny_separator, separator_assets, tmp_path, capsys):
     import shutil
 
     import torch
 
     from marssep_core.encoders.store import save_torch_atomic
 
-    payload = torch.load(model_file, weights_only=True)
+    payload = torch.load(tiny_separator, weights_only=True)
     payload["encoder"]["path"] = str(tmp_path / "encoder.pt")
     save_torch_atomic(tmp_path / "sep.pt", payload)
     save_audio(tmp_path / "mix.wav", _mixture(), 16000)
@@ -82,4 +77,4 @@ def test_cli_refuses_a_model_whose_encoder_is_missing_or_changed(model_file, sep
     assert main(command) == 2 and "encoder.pt is missing" in capsys.readouterr().err
     shutil.copy(separator_assets.raw / "classes.csv", tmp_path / "encoder.pt")  # some other file
     assert main(command) == 2 and "md5 differs" in capsys.readouterr().err
-    assert main(["separate", str(tmp_path / "mix.wav"), "--backend", "torch", "--model", str(model_file)]) == 2  # no query
+    assert main(["separate", str(tmp_path / "mix.wav"), "--backend", "torch", "--model", str(tiny_separator)]) == 2  # no query

@@ -33,15 +33,11 @@ def test_onnx_mask_matches_pytorch_on_random_inputs(engines, batch, frames):
     generator = torch.Generator().manual_seed(batch * 1000 + frames)
     n_freq = torch_engine.stft.n_freq
     magnitude = torch.exp(torch.randn(batch, n_freq, frames, generator=generator) * 3.0 - 2.0).numpy()
-    query = F.normalize(torch.randn(batch, _query_dim(torch_engine), generator=generator), dim=-1).numpy()
+    query = F.normalize(torch.randn(batch, torch_engine.masker.mask_net.cfg.query_dim, generator=generator), dim=-1).numpy()
     expected = torch_engine.masker(magnitude, query)
     got = onnx_engine.masker(magnitude, query)
     assert got.shape == (batch, n_freq, frames)
     assert np.abs(got - expected).max() < 1e-4
-
-
-def _query_dim(engine) -> int:
-    return engine.masker.mask_net.cfg.query_dim
 
 
 def test_onnx_towers_match_pytorch(engines, separator_assets):
@@ -176,3 +172,17 @@ def test_bundle_check_writes_metrics_and_fails_beyond_tolerance(tiny_separator, 
     with pytest.raises(ParityError, match="beyond tolerance"):
         check_bundle(strict, tiny_bundle, tmp_path / "pairs.csv", a.bank, a.raw, tmp_path / "export.json")
     assert json.loads((tmp_path / "export.json").read_text())["passed"] is False
+
+
+def test_a_model_failure_is_not_reported_as_a_decoding_error(engines, tmp_path):
+    class Broken:
+        provider = "broken"
+
+        def __call__(self, magnitude, query):
+            raise RuntimeError("out of memory in the mask network")
+
+    engine = dataclasses.replace(engines[1], masker=Broken())
+    save_audio(tmp_path / "mix.wav", synth_clip("tone", 1, 1.0), 16000)
+    with pytest.raises(RuntimeError, match="out of memory") as caught:
+        engine.separate_file(tmp_path / "mix.wav", tmp_path / "out.wav", engine.encoder.text(["x"]))
+    assert type(caught.value) is RuntimeError and not (tmp_path / "out.wav").exists()

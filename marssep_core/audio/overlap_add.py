@@ -88,12 +88,10 @@ class StreamingOverlapAdd:
     def _run(self) -> None:
         if not self.pending:
             return
-        shapes = {w.shape for _, w, _ in self.pending}
-        groups = [self.pending] if len(shapes) == 1 else [[p] for p in self.pending]
-        for group in groups:
-            results = self.process(np.stack([w for _, w, _ in group]))
-            for (start, _, valid), result in zip(group, results):
-                self._accumulate(start, result[:, :valid])
+        # one shape per batch: full (padded) windows, or the single short window of a short input
+        results = self.process(np.stack([w for _, w, _ in self.pending]))
+        for (start, _, valid), result in zip(self.pending, results):
+            self._accumulate(start, result[:, :valid])
         self.pending = []
         keep_from = self.next_start  # no future window reads input before its start
         self.input = self.input[:, keep_from - self.input_start :]

@@ -170,9 +170,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job], options: BatchOptions,
             else:
                 _check_inputs(job, options.input_root)
                 engine.separate_file(job.mixture, dest, _query(engine, job), options.subtype)
-        except JobError as err:
-            row.update(status="failed", error=f"{err.kind}: {err}", output="")
-        except AudioDecodeError as err:
+        except (JobError, AudioDecodeError) as err:  # both carry a kind
             row.update(status="failed", error=f"{err.kind}: {err}", output="")
         row["seconds"] = round(time.perf_counter() - started, 3)
         rows.append(row)

@@ -15,6 +15,7 @@ the input. Every channel is separated with the same query.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -137,14 +138,9 @@ class Engine:
                     out.write(frames)
                     written += frames.shape[0]
 
-                try:
-                    with sf.SoundFile(str(source)) as handle:
-                        for block in handle.blocks(blocksize=max(1, int(BLOCK_SECONDS * rate)), dtype="float32",
-                                                   always_2d=True):
-                            decoded += block.shape[0]
-                            write(stream.push(to_model(block, False).T))
-                except (sf.LibsndfileError, RuntimeError) as err:
-                    raise AudioDecodeError(f"{source}: decoding failed ({err})") from None
+                for block in _decoded_blocks(source, max(1, int(BLOCK_SECONDS * rate))):
+                    decoded += block.shape[0]
+                    write(stream.push(to_model(block, False).T))
                 if decoded == 0:
                     raise AudioDecodeError(f"{source}: decodes to zero samples")
                 write(stream.push(to_model(np.zeros((0, channels), np.float32), True).T))
@@ -152,6 +148,21 @@ class Engine:
                 if written < decoded:  # the resampler's output can fall a few samples short
                     out.write(np.zeros((decoded - written, channels), dtype=np.float32))
         return FileResult(rate, channels, decoded / rate)
+
+
+def _decoded_blocks(source: Path, frames: int) -> Iterator[np.ndarray]:
+    """``(frames, C)`` float32 blocks of ``source``; a decoding failure (only that: errors raised
+    by whoever consumes the blocks pass through) becomes ``AudioDecodeError`` naming the file."""
+    with sf.SoundFile(str(source)) as handle:
+        blocks = handle.blocks(blocksize=frames, dtype="float32", always_2d=True)
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                return
+            except (sf.LibsndfileError, RuntimeError) as err:
+                raise AudioDecodeError(f"{source}: decoding failed ({err})") from None
+            yield block
 
 
 class _Resampler:
@@ -166,7 +177,18 @@ class _Resampler:
         return frames if self.stream is None else self.stream.resample_chunk(frames, last=last)
 
 
-def load_torch_parts(model: Path, encoder: Path | None, device: str) -> tuple[TorchMasker, QueryEncoder, AudioConfig]:
+@dataclass
+class TorchParts:
+    """What a separator file gives the PyTorch backend, plus the file's own record."""
+
+    masker: TorchMasker
+    encoder: QueryEncoder
+    encoder_path: Path
+    audio: AudioConfig
+    meta: dict  # the model file's ``meta`` entry (stage, step, versions, ...)
+
+
+def load_torch_parts(model: Path, encoder: Path | None, device: str) -> TorchParts:
     """The PyTorch mask network and query encoder of a separator file (encoder md5 checked)."""
     separator, info = load_separator(model)
     encoder_path = Path(encoder or info["encoder"]["path"])
@@ -177,7 +199,8 @@ def load_torch_parts(model: Path, encoder: Path | None, device: str) -> tuple[To
         raise CheckpointError(f"{model}: {encoder_path} is not the encoder the separator was trained with "
                               "(md5 differs); pass --encoder explicitly to override")
     masker = TorchMasker(separator.mask_net, device)
-    return masker, QueryEncoder.from_checkpoint(encoder_path, str(masker.device)), separator.audio
+    return TorchParts(masker, QueryEncoder.from_checkpoint(encoder_path, str(masker.device)), encoder_path,
+                      separator.audio, info["meta"])
 
 
 def load_engine(backend: str, model: str | Path, encoder: str | Path | None = None, device: str = "auto",
@@ -191,6 +214,6 @@ def load_engine(backend: str, model: str | Path, encoder: str | Path | None = No
     if backend == "torch":
         if model.is_dir():
             raise CheckpointError(f"{model}: a directory (an ONNX bundle?); --backend torch needs a separator .pt file")
-        masker, query_encoder, audio = load_torch_parts(model, Path(encoder) if encoder else None, device)
-        return Engine(masker, query_encoder, audio, segment, overlap, batch)
+        parts = load_torch_parts(model, Path(encoder) if encoder else None, device)
+        return Engine(parts.masker, parts.encoder, parts.audio, segment, overlap, batch)
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

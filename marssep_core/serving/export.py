@@ -85,8 +85,8 @@ def tower_examples(encoder: QueryEncoder) -> dict[str, torch.Tensor]:
 
 def export_bundle(model_path: Path, out_dir: Path, encoder_path: Path | None = None) -> BundleInfo:
     """Export ``model_path``'s mask network and its encoder's towers into ``out_dir`` (replaced)."""
-    masker, encoder, audio = load_torch_parts(model_path, encoder_path, "cpu")
-    mask_net = masker.mask_net
+    parts = load_torch_parts(model_path, encoder_path, "cpu")
+    mask_net, encoder = parts.masker.mask_net, parts.encoder
     cfg = mask_net.cfg
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -104,12 +104,12 @@ def export_bundle(model_path: Path, out_dir: Path, encoder_path: Path | None = N
             except Exception as err:  # an encoder variant the exporter cannot trace: serve it with torch
                 log.warning("the %s tower did not export: %s", modality, err)
                 errors[modality] = f"{type(err).__name__}: {str(err)[:300]}"
-        source = _describe_source(model_path)
-        encoder_file = Path(encoder_path or source.pop("encoder_path"))
+        source = {"path": str(model_path), "md5": md5_file(model_path), "stage": parts.meta.get("stage", ""),
+                  "step": parts.meta.get("step", "")}
         model_cfg = encoder.model.cfg
         info = BundleInfo(
-            audio=audio, query_dim=cfg.query_dim, n_freq=cfg.n_freq,
-            encoder=EncoderFacts(str(encoder_file), md5_file(encoder_file), model_cfg.context_length,
+            audio=parts.audio, query_dim=cfg.query_dim, n_freq=cfg.n_freq,
+            encoder=EncoderFacts(str(parts.encoder_path), md5_file(parts.encoder_path), model_cfg.context_length,
                                  model_cfg.mel_bins, model_cfg.audio_frames, model_cfg.image_size),
             source=source, towers=towers, tower_errors=errors, opset=opset,
             versions={"marssep": __version__, "torch": str(torch.__version__), "onnx": onnx.__version__,
@@ -122,13 +122,6 @@ def export_bundle(model_path: Path, out_dir: Path, encoder_path: Path | None = N
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info
-
-
-def _describe_source(model_path: Path) -> dict:
-    payload = torch.load(model_path, map_location="cpu", weights_only=True)
-    meta = payload.get("meta", {})
-    return {"path": str(model_path), "md5": md5_file(model_path), "stage": meta.get("stage", ""),
-            "step": meta.get("step", ""), "encoder_path": payload["encoder"]["path"]}
 
 
 def _replace_directory(staging: Path, dest: Path) -> None:

@@ -9,6 +9,7 @@ from the session and reported, never assumed.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 from pathlib import Path
@@ -25,6 +26,7 @@ class ProviderError(RuntimeError):
     """The requested device cannot be served by the installed onnxruntime."""
 
 
+@functools.cache  # once per process: the both-builds warning is not repeated per session
 def import_onnxruntime() -> Any:
     try:
         import onnxruntime
