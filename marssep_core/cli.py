@@ -60,6 +60,9 @@ def get_parser() -> argparse.ArgumentParser:
     from marssep_core.serving.cli import add_separate_parser
 
     add_separate_parser(commands)
+    from marssep_core.orchestration.cli import add_orchestrate_parser
+
+    add_orchestrate_parser(commands)
     export = commands.add_parser("export", help="export a separator .pt to an ONNX bundle (mask network + query towers)")
     export.add_argument("model", type=Path, help="separator model file, e.g. models/separator_rl.pt")
     export.add_argument("--out", type=Path, required=True, help="bundle directory (replaced)")
@@ -119,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         from marssep_core.serving.cli import run_separate
 
         return run_separate(args)
+    if args.command == "orchestrate":
+        from marssep_core.orchestration.cli import run_orchestrate
+
+        return run_orchestrate(args)
     if args.command == "export":
         from marssep_core.encoders.checkpoint import CheckpointError
         from marssep_core.serving.export import export_bundle

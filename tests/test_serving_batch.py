@@ -16,7 +16,7 @@ import soundfile as sf
 
 from marssep_core.audio.io import save_audio
 from marssep_core.cli import main
-from marssep_core.serving.batch import JobError, check_id
+from marssep_core.serving.batch import JobError, check_id, read_manifest
 from tests.conftest import synth_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +111,14 @@ def test_id_rules():
     for bad in ("", "../x", "a/b", "a\\b", ".hidden", "x..y", "with space", "x" * 201):
         with pytest.raises(JobError, match="ids name files inside"):
             check_id(bad)
+
+
+def test_relative_paths_resolve_against_relative_to(tmp_path):
+    manifest = _write_manifest(tmp_path / "elsewhere.csv", [{"id": "a", "mixture": "m.wav", "query_audio": "r.wav"}])
+    (job,) = read_manifest(manifest)
+    assert job.mixture == tmp_path / "m.wav" and job.audio == [tmp_path / "r.wav"]
+    (job,) = read_manifest(manifest, base_dir=tmp_path / "inbox")
+    assert job.mixture == tmp_path / "inbox" / "m.wav" and job.audio == [tmp_path / "inbox" / "r.wav"]
 
 
 def test_a_manifest_that_cannot_be_used_exits_2(tmp_path, tiny_bundle, capsys):

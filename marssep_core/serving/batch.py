@@ -1,7 +1,8 @@
 """Batch separation jobs: a manifest of (mixture, query) rows -> ``OUT/<id>.<fmt>`` + ``results.csv``.
 
 Manifest columns: ``id, mixture, query_text, query_audio, query_image`` (query columns may be
-empty, at least one set per row; relative paths are relative to the manifest's directory).
+empty, at least one set per row; relative paths are relative to the manifest's directory, or to
+``base_dir`` when given: the batch inbox moves manifests but resolves against the inbox).
 
 Semantics a batch user can rely on:
 - every output is written to a temporary file in ``OUT`` and renamed when complete, so a killed
@@ -66,8 +67,9 @@ class JobError(ValueError):
         self.kind = kind
 
 
-def read_manifest(path: Path) -> list[Job]:
-    """Parse ``path`` into jobs (rows are checked when they run, so one bad row stops nothing)."""
+def read_manifest(path: Path, base_dir: Path | None = None) -> list[Job]:
+    """Parse ``path`` into jobs (rows are checked when they run, so one bad row stops nothing);
+    relative paths are taken from ``base_dir`` (default: the manifest's directory)."""
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     try:
@@ -77,7 +79,7 @@ def read_manifest(path: Path) -> list[Job]:
     missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
     if missing:
         raise ManifestError(f"{path}: missing columns {missing} (expected {list(MANIFEST_COLUMNS)})")
-    base = path.parent
+    base = path.parent if base_dir is None else base_dir
 
     def resolve(value: str) -> list[Path]:
         return [base / value.strip()] if value.strip() else []

@@ -50,6 +50,8 @@ def add_separate_parser(commands: argparse._SubParsersAction) -> None:
     sep.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav", help="output container")
     sep.add_argument("--subtype", choices=SUBTYPES, default=None, help="sample format (default: FLOAT for wav, PCM_24 for flac)")
+    sep.add_argument("--relative-to", type=Path, default=None,
+                     help="resolve relative paths in the manifest against this directory (default: the manifest's)")
     sep.add_argument("--input-root", type=Path, default=None, help="refuse inputs outside this directory")
     sep.add_argument("--overwrite", action="store_true", help="redo rows whose output already exists")
 
@@ -77,7 +79,7 @@ def run_separate(args: argparse.Namespace) -> int:
         print("error: give a query: --text, --audio or --image", file=sys.stderr)
         return 2
     try:
-        jobs = read_manifest(args.manifest) if args.manifest else _jobs_from_arguments(args)
+        jobs = read_manifest(args.manifest, args.relative_to) if args.manifest else _jobs_from_arguments(args)
         model = args.model or DEFAULT_MODELS[args.backend]
         engine = load_engine(args.backend, model, args.encoder, args.device, args.segment, args.overlap,
                              args.batch_size, args.threads)
