@@ -45,7 +45,7 @@ def compare_with_baseline(project_dir: str, name: str, baseline: str) -> str:
     return str(path)
 
 
-@task
+@task(retries=2, retry_delay_seconds=10)
 def publish(diff_path: str, name: str, baseline: str, metrics: list[str]) -> int:
     diff = json.loads(Path(diff_path).read_text())
     rows = [row.as_row for row in select_metrics(diff, metrics)]

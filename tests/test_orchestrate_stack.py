@@ -51,6 +51,11 @@ def test_local_stack_runs_the_rl_training_deployment(tiny_project, tmp_path):
         records = {name: local.ProcessRecord(**record) for name, record in state["processes"].items()}
         assert set(records) == {"server", "worker"} and all(local.alive(r) for r in records.values())
 
+        # `up` again is a no-op for what runs (same processes), re-deploying prefect.yaml
+        again = _marssep(project, "up", timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert json.loads((cfg.state_dir / "stack.json").read_text())["processes"] == state["processes"]
+
         # the deployments as the Prefect API holds them
         deployments = {d["name"]: d for d in local.deployments(cfg)}
         assert {"rl-training/default", "batch-separation/scheduled", "pipeline/repro"} <= set(deployments)

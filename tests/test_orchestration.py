@@ -187,3 +187,18 @@ def test_orchestrate_refuses_a_busy_port_and_a_missing_prefect_yaml(tmp_path, ca
     assert main(["orchestrate", "env", "--project", str(tmp_path), "--port", "4999"]) == 0
     assert "export PREFECT_API_URL=http://127.0.0.1:4999/api" in capsys.readouterr().out
     assert main(["orchestrate", "down", "--project", str(tmp_path)]) == 0
+
+
+def test_up_refuses_a_second_stack_on_another_port(tmp_path, capsys):
+    (tmp_path / "prefect.yaml").write_text("deployments: []\n")
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    cfg = local.StackConfig(tmp_path, port=4555)
+    record = local.ProcessRecord(proc.pid, local._start_time(proc.pid), "log")
+    local._write_state(cfg, local.StackState(4555, "127.0.0.1", {"server": record}))
+    assert main(["orchestrate", "up", "--project", str(tmp_path), "--port", "4556"]) == 2
+    assert "running on port 4555" in capsys.readouterr().err
+    assert main(["orchestrate", "env", "--project", str(tmp_path)]) == 0  # the running stack's port
+    assert "127.0.0.1:4555/api" in capsys.readouterr().out
+    assert main(["orchestrate", "down", "--project", str(tmp_path)]) == 0
+    assert "server: stopped" in capsys.readouterr().out
+    proc.wait(timeout=10)

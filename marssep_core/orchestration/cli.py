@@ -3,8 +3,10 @@
     marssep orchestrate up              # server on 127.0.0.1:4200, pool, deployments, worker
     eval "$(marssep orchestrate env)"   # this shell's prefect commands talk to that server
     prefect deployment run rl-training/default -p name=kappa5 -p 'overrides={"rl.kappa": 5}'
-    marssep orchestrate status
+    marssep orchestrate status          # exit 0 when the server answers, 1 when not
     marssep orchestrate down
+
+Exit status 2: the stack could not be started or queried (the message names the log to read).
 """
 
 from __future__ import annotations

@@ -192,7 +192,11 @@ def up(cfg: StackConfig, timeout: float = 120.0) -> StackState:
     """Start server, pool, deployments and worker (whatever of them is not running yet)."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(cfg)
-    if state is None or state.port != cfg.port or not any(alive(r) for r in state.processes.values()):
+    running = state is not None and any(alive(r) for r in state.processes.values())
+    if running and state.port != cfg.port:
+        raise StackError(f"a stack of this project is running on port {state.port}; "
+                         "`marssep orchestrate down` it before starting one on another port")
+    if not running:
         state = StackState(cfg.port, cfg.host)
     server = state.processes.get("server")
     if server is None or not alive(server):
