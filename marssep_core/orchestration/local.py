@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from marssep_core.io_utils import write_json_atomic
+from marssep_core.orchestration.commands import tool_env
 
 WORK_POOL = "marssep-local"  # the pool prefect.yaml's deployments name
 
@@ -107,10 +108,7 @@ def _bin(name: str) -> str:
 
 
 def _full_env(cfg: StackConfig) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(cfg.env())
-    return env
+    return tool_env(cfg.env())
 
 
 def _tail(path: Path, lines: int = 30) -> str:
