@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -51,9 +51,9 @@ def batch_separation(inbox: str = "inbox", out: str = "separated", project_dir: 
             if not claims:
                 logger.info("no manifests in %s", box.root)
                 return Completed(message="inbox empty")
-            futures = separate_manifest.map(
-                [str(project)] * len(claims), [str(c.manifest) for c in claims], [str(box.root)] * len(claims),
-                [str(project / out / c.job) for c in claims], [options] * len(claims))
+            futures = separate_manifest.map(unmapped(str(project)), [str(c.manifest) for c in claims],
+                                            unmapped(str(box.root)), [str(project / out / c.job) for c in claims],
+                                            unmapped(options))
             rows = []
             for claim, future in zip(claims, futures):
                 future.wait()

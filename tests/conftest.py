@@ -221,12 +221,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_tool(args: list[str], cwd: Path, timeout: float = 600) -> str:
     """Run a project tool (dvc, git, marssep) with this interpreter's bin first on PATH; assert exit 0."""
-    import os
     import subprocess
-    import sys
 
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    from marssep_core.orchestration.commands import tool_env
+
+    proc = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from marssep_core.orchestration import local
+from marssep_core.orchestration.commands import tool_env
 from tests.conftest import copy_project, run_tool
 
 
@@ -65,7 +66,7 @@ def test_local_stack_runs_the_rl_training_deployment(tiny_project, tmp_path):
         assert deployments["rl-training/default"]["schedules"] == []
 
         # what the README tells a user to type
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **cfg.env())
+        env = tool_env(cfg.env())
         started = time.monotonic()
         run = subprocess.run(["prefect", "deployment", "run", "rl-training/default", "-p", "name=stack-kappa",
                               "-p", 'overrides={"rl.kappa": 5}', "--watch", "--watch-timeout", "540"],

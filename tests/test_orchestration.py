@@ -161,12 +161,12 @@ def test_stack_env_is_local_and_analytics_off(tmp_path):
 def test_stop_ends_the_whole_process_group_and_never_a_reused_pid(tmp_path):
     proc = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60; wait"], start_new_session=True)
     time.sleep(0.2)
-    record = local.ProcessRecord(proc.pid, local._start_time(proc.pid), "log")
+    record = local.ProcessRecord(proc.pid, local.start_time(proc.pid), "log")
     assert local.alive(record)
     assert not local.alive(local.ProcessRecord(proc.pid, "12345", "log"))  # same pid, another start time
-    assert local._stop(local.ProcessRecord(proc.pid, "12345", "log"), 1.0) == "not running"
+    assert local.stop_process(local.ProcessRecord(proc.pid, "12345", "log"), 1.0) == "not running"
     assert local.alive(record)
-    assert local._stop(record, 5.0) == "stopped"
+    assert local.stop_process(record, 5.0) == "stopped"
     proc.wait(timeout=5)
     with pytest.raises(ProcessLookupError):  # the background sleep went with its group
         for _ in range(50):
@@ -193,8 +193,8 @@ def test_up_refuses_a_second_stack_on_another_port(tmp_path, capsys):
     (tmp_path / "prefect.yaml").write_text("deployments: []\n")
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
     cfg = local.StackConfig(tmp_path, port=4555)
-    record = local.ProcessRecord(proc.pid, local._start_time(proc.pid), "log")
-    local._write_state(cfg, local.StackState(4555, "127.0.0.1", {"server": record}))
+    record = local.ProcessRecord(proc.pid, local.start_time(proc.pid), "log")
+    local.write_state(cfg, local.StackState(4555, "127.0.0.1", {"server": record}))
     assert main(["orchestrate", "up", "--project", str(tmp_path), "--port", "4556"]) == 2
     assert "running on port 4555" in capsys.readouterr().err
     assert main(["orchestrate", "env", "--project", str(tmp_path)]) == 0  # the running stack's port

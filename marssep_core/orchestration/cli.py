@@ -43,7 +43,7 @@ def _config(args: argparse.Namespace) -> local.StackConfig:
         raise local.StackError(f"{project}: no prefect.yaml here; run from the project root or pass --project")
     port = args.port
     if port is None:
-        state = local._read_state(local.StackConfig(project))
+        state = local.read_state(local.StackConfig(project))
         port = state.port if state is not None else 4200
     return local.StackConfig(project, port)
 

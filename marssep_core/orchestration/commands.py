@@ -29,7 +29,6 @@ class CommandError(RuntimeError):
     """A command exited with a non-zero status (or was killed by a signal: ``returncode < 0``)."""
 
     def __init__(self, args: Sequence[str], returncode: int, tail: str):
-        self.args_run = list(args)
         self.returncode = returncode
         self.tail = tail
         super().__init__(f"`{' '.join(args)}` exited with status {returncode}; last output:\n{tail}")
@@ -56,7 +55,7 @@ def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_logged(args: Sequence[str], cwd: Path, logger: logging.Logger | logging.LoggerAdapter,
-               check: bool = True, env: dict[str, str] | None = None) -> CommandResult:
+               check: bool = True) -> CommandResult:
     """Run ``args`` in ``cwd``; log each output line at INFO as it comes.
 
     Returns the exit status and the whole output; with ``check`` a non-zero status raises
@@ -65,7 +64,7 @@ def run_logged(args: Sequence[str], cwd: Path, logger: logging.Logger | logging.
     logger.info("$ %s  (in %s)", " ".join(args), cwd)
     lines: list[str] = []
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    with subprocess.Popen(list(args), cwd=cwd, env=env or tool_env(), stdout=subprocess.PIPE,
+    with subprocess.Popen(list(args), cwd=cwd, env=tool_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -76,7 +76,7 @@ class Inbox:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def pending(self) -> list[Path]:
-        """Manifests waiting in the inbox: visible ``*.csv`` regular files, oldest name first."""
+        """Manifests waiting in the inbox: visible ``*.csv`` regular files, in name order."""
         return sorted(p for p in self.root.glob("*.csv") if p.is_file() and not p.name.startswith("."))
 
     def _job_name(self, stem: str) -> str:

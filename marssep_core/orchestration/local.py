@@ -78,7 +78,7 @@ class StackState:
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -88,10 +88,10 @@ def _start_time(pid: int) -> str | None:
 
 
 def alive(record: ProcessRecord) -> bool:
-    return _start_time(record.pid) == record.started
+    return start_time(record.pid) == record.started
 
 
-def _read_state(cfg: StackConfig) -> StackState | None:
+def read_state(cfg: StackConfig) -> StackState | None:
     path = cfg.state_dir / "stack.json"
     if not path.is_file():
         return None
@@ -99,16 +99,12 @@ def _read_state(cfg: StackConfig) -> StackState | None:
     return StackState(raw["port"], raw["host"], {k: ProcessRecord(**v) for k, v in raw["processes"].items()})
 
 
-def _write_state(cfg: StackConfig, state: StackState) -> None:
+def write_state(cfg: StackConfig, state: StackState) -> None:
     write_json_atomic(cfg.state_dir / "stack.json", asdict(state))
 
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
-
-
-def _full_env(cfg: StackConfig) -> dict[str, str]:
-    return tool_env(cfg.env())
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -136,11 +132,11 @@ def _healthy(cfg: StackConfig) -> bool:
 def _spawn(cfg: StackConfig, name: str, args: list[str]) -> ProcessRecord:
     log = cfg.state_dir / f"{name}.log"
     with open(log, "ab") as handle:
-        proc = subprocess.Popen(args, cwd=cfg.project, env=_full_env(cfg), stdout=handle, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(args, cwd=cfg.project, env=tool_env(cfg.env()), stdout=handle, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     started = None
     for _ in range(50):  # /proc entry appears with the fork; tolerate a slow scheduler
-        started = _start_time(proc.pid)
+        started = start_time(proc.pid)
         if started:
             break
         time.sleep(0.02)
@@ -166,7 +162,7 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _prefect(cfg: StackConfig, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([_bin("prefect"), *args], cwd=cfg.project, env=_full_env(cfg), capture_output=True,
+    return subprocess.run([_bin("prefect"), *args], cwd=cfg.project, env=tool_env(cfg.env()), capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=300)
 
 
@@ -189,7 +185,7 @@ def deployments(cfg: StackConfig) -> list[dict[str, Any]]:
 def up(cfg: StackConfig, timeout: float = 120.0) -> StackState:
     """Start server, pool, deployments and worker (whatever of them is not running yet)."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    state = _read_state(cfg)
+    state = read_state(cfg)
     running = state is not None and any(alive(r) for r in state.processes.values())
     if running and state.port != cfg.port:
         raise StackError(f"a stack of this project is running on port {state.port}; "
@@ -202,7 +198,7 @@ def up(cfg: StackConfig, timeout: float = 120.0) -> StackState:
             raise StackError(f"{cfg.host}:{cfg.port} is in use by another program; choose another with --port")
         server = _spawn(cfg, "server", [_bin("prefect"), "server", "start", "--host", cfg.host, "--port", str(cfg.port)])
         state.processes["server"] = server
-        _write_state(cfg, state)
+        write_state(cfg, state)
     _wait(lambda: _healthy(cfg), timeout, f"Prefect server at {cfg.api_url}", server)
 
     if _prefect(cfg, "work-pool", "inspect", WORK_POOL).returncode != 0:
@@ -217,12 +213,12 @@ def up(cfg: StackConfig, timeout: float = 120.0) -> StackState:
     if worker is None or not alive(worker):
         worker = _spawn(cfg, "worker", [_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"])
         state.processes["worker"] = worker
-        _write_state(cfg, state)
+        write_state(cfg, state)
     _wait(lambda: bool(online_workers(cfg)), timeout, f"worker on pool {WORK_POOL}", worker)
     return state
 
 
-def _stop(record: ProcessRecord, timeout: float) -> str:
+def stop_process(record: ProcessRecord, timeout: float) -> str:
     """SIGTERM the process group, SIGKILL what is left after ``timeout``; how it ended."""
     if not alive(record):
         return "not running"
@@ -241,20 +237,20 @@ def _stop(record: ProcessRecord, timeout: float) -> str:
 def down(cfg: StackConfig, timeout: float = 30.0) -> dict[str, str]:
     """Stop the worker, then the server. Flow runs in progress on the worker are stopped with it
     (the server marks them crashed); the database stays for the next ``up``."""
-    state = _read_state(cfg)
+    state = read_state(cfg)
     if state is None:
         return {}
     outcome = {}
     for name in ("worker", "server"):
         if name in state.processes:
-            outcome[name] = _stop(state.processes[name], timeout)
+            outcome[name] = stop_process(state.processes[name], timeout)
     (cfg.state_dir / "stack.json").unlink(missing_ok=True)
     return outcome
 
 
 def status(cfg: StackConfig) -> dict[str, Any]:
     """Processes (pid, running), server health, online workers and deployments."""
-    state = _read_state(cfg)
+    state = read_state(cfg)
     report: dict[str, Any] = {"api_url": cfg.api_url, "home": str(cfg.home), "processes": {}}
     if state is None:
         return report
