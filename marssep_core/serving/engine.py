@@ -96,14 +96,22 @@ class Engine:
         return self.masker.provider
 
     def process_windows(self, windows: np.ndarray, query: np.ndarray) -> np.ndarray:
-        """Windows ``(W, C, S)`` at the model rate and a query ``(1, D)`` -> estimates ``(W, C, S)``."""
+        """Windows ``(W, C, S)`` at the model rate and a query ``(1, D)`` -> estimates ``(W, C, S)``.
+
+        With the PyTorch backend the STFT, the mask and the iSTFT all run on the masker's device
+        (one copy in, one out); onnxruntime gets numpy arrays from a CPU STFT."""
         count, channels, samples = windows.shape
+        on_torch = isinstance(self.masker, TorchMasker)
+        device = self.masker.device if on_torch else torch.device("cpu")
         with torch.inference_mode():
-            magnitude, phase = self.stft.magnitude_phase(torch.from_numpy(windows.reshape(-1, samples)))
-            queries = np.repeat(np.asarray(query, dtype=np.float32), count * channels, axis=0)
-            mask = torch.from_numpy(self.masker(magnitude.numpy(), queries))
+            magnitude, phase = self.stft.magnitude_phase(torch.from_numpy(windows.reshape(-1, samples)).to(device))
+            queries = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(device).expand(count * channels, -1)
+            if on_torch:
+                mask = self.masker.mask_net.mask(magnitude, queries).float()
+            else:
+                mask = torch.from_numpy(self.masker(magnitude.numpy(), queries.contiguous().numpy()))
             estimate = self.stft.from_magnitude_phase(mask * magnitude, phase, samples)
-        return estimate.numpy().reshape(count, channels, samples)
+        return estimate.cpu().numpy().reshape(count, channels, samples)
 
     def _stream(self, channels: int, query: torch.Tensor, total_samples: int) -> StreamingOverlapAdd:
         segment = int(round(self.segment * self.sample_rate)) if self.segment else max(1, total_samples)

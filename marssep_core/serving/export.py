@@ -71,6 +71,15 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str],
     return next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
 
 
+def export_mask_graph(mask_net: MaskUNet, path: Path) -> int:
+    """``mask.onnx``: the mask network with dynamic batch and frame axes; returns the opset."""
+    cfg = mask_net.cfg
+    batch, frames = torch.export.Dim.DYNAMIC, torch.export.Dim.DYNAMIC
+    example = (torch.rand(2, cfg.n_freq, 40), F.normalize(torch.randn(2, cfg.query_dim), dim=-1))
+    return _export(MaskGraph(mask_net), example, ["magnitude", "query", "mask"],
+                   {"magnitude": {0: batch, 2: frames}, "query": {0: batch}}, path)
+
+
 def tower_examples(encoder: QueryEncoder) -> dict[str, torch.Tensor]:
     """Two example inputs per modality, shaped as the preprocessing makes them."""
     rng = np.random.default_rng(0)
@@ -91,10 +100,7 @@ def export_bundle(model_path: Path, out_dir: Path, encoder_path: Path | None = N
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        batch, frames = torch.export.Dim.DYNAMIC, torch.export.Dim.DYNAMIC
-        example = (torch.rand(2, cfg.n_freq, 40), F.normalize(torch.randn(2, cfg.query_dim), dim=-1))
-        opset = _export(MaskGraph(mask_net), example, ["magnitude", "query", "mask"],
-                        {"magnitude": {0: batch, 2: frames}, "query": {0: batch}}, staging / "mask.onnx")
+        opset = export_mask_graph(mask_net, staging / "mask.onnx")
         towers, errors = {}, {}
         for modality, inputs in tower_examples(encoder).items():
             try:
