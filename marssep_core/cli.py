@@ -2,6 +2,7 @@
 
 Subcommands:
   marssep data build-default [--out data/raw] [--params params.yaml] [--jobs 2] [--deb-cache DIR]
+  marssep data soundfonts [--out data/soundfonts] [--params params.yaml] [--deb-cache DIR]
   marssep data summary [--raw data/raw] [--metrics metrics/data.json]
   marssep encoders fetch-vocab [--dest FILE]
   marssep encoders report [--metrics metrics/align.json]
@@ -38,6 +39,11 @@ def get_parser() -> argparse.ArgumentParser:
     build.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section 'corpus')")
     build.add_argument("--jobs", type=int, default=2, help="processes rendering soundfonts")
     build.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
+
+    fonts = data.add_parser("soundfonts", help="copy the training soundfonts (renders on the fly) from Debian packages")
+    fonts.add_argument("--out", type=Path, default=Path("data/soundfonts"), help="soundfont directory (replaced)")
+    fonts.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (corpus.deb_cache_dir)")
+    fonts.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
 
     summary = data.add_parser("summary", help="print a markdown table of the corpus in data/raw")
     summary.add_argument("--raw", type=Path, default=Path("data/raw"))
@@ -84,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, deb_cache_dir=str(args.deb_cache))
         metadata = build_default(args.out, cfg, jobs=args.jobs)
         print(f"built {len(metadata)} clips in {metadata['class'].nunique()} classes into {args.out}")
+        return 0
+    if args.command == "data" and args.data_command == "soundfonts":
+        from marssep_core.config import CorpusConfig, load_section
+        from marssep_core.data.soundfonts import build_soundfonts
+
+        cache = args.deb_cache or Path(load_section(CorpusConfig, "corpus", args.params).deb_cache_dir)
+        table = build_soundfonts(args.out, cache)
+        print(f"copied {len(table)} soundfonts ({', '.join(table['key'])}) into {args.out}")
         return 0
     if args.command == "data" and args.data_command == "summary":
         from marssep_core.data.summary import corpus_summary

@@ -19,6 +19,8 @@ def training_parser(doc: str, stage: str) -> argparse.ArgumentParser:
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
     parser.add_argument("--queries", type=Path, default=Path("data/query_bank.pt"))
+    parser.add_argument("--soundfonts", type=Path, default=Path("data/soundfonts"),
+                        help="training soundfonts (used when mixing.render_prob > 0)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs") / stage, help="resume checkpoints")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores / processes)")

@@ -25,6 +25,7 @@ def main() -> None:
     finish_process(run_rl_stage(
         load_section(RLConfig, "rl", args.params), load_section(AudioConfig, "audio", args.params),
         args.raw, args.bank, args.queries, args.init, args.judge, args.out, args.metrics, args.history, args.run_dir,
+        soundfonts=args.soundfonts,
     ))
 
 

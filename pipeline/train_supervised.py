@@ -27,7 +27,7 @@ def main() -> None:
         load_section(SupervisedConfig, "train_supervised", args.params),
         load_section(AudioConfig, "audio", args.params),
         args.raw, args.bank, args.queries, pd.read_csv(args.pairs, keep_default_na=False),
-        args.out, args.metrics, args.history, args.run_dir,
+        args.out, args.metrics, args.history, args.run_dir, soundfonts=args.soundfonts,
     ))
 
 

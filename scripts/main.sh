@@ -8,9 +8,11 @@ source .venv/bin/activate
 export DVC_NO_ANALYTICS=1
 
 marssep data build-default --out data/raw
-# Record the built corpus in data.dvc. The build is deterministic, so on a clean checkout this
-# reproduces the committed hash and leaves data.dvc unchanged.
-dvc commit --force data.dvc
+# The General MIDI soundfonts that training renders instrument melodies from (data/soundfonts.dvc).
+marssep data soundfonts --out data/soundfonts
+# Record the built corpus and soundfonts in their .dvc files. Both builds are deterministic, so on a
+# clean checkout this reproduces the committed hashes and leaves the .dvc files unchanged.
+dvc commit --force data.dvc data/soundfonts.dvc
 dvc repro
 dvc metrics show
 dvc push

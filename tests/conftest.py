@@ -272,10 +272,13 @@ def tiny_project(tmp_path_factory) -> Path:
     (project / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
     (project / ".gitignore").write_text("__pycache__/\n/runs/\n/.prefect/\n")
     make_tiny_corpus(project / "data" / "raw")
+    from tests.soundfont_fixture import write_soundfont_folder
+
+    write_soundfont_folder(project / "data" / "soundfonts", ["fluidr3", "csound_gm"], [0, 40])
     run_tool(["git", "init", "-q"], project)
     run_tool(["dvc", "init", "-q"], project)
     run_tool(["dvc", "remote", "add", "-d", "store", str(base / "remote")], project)
-    run_tool(["dvc", "add", "-q", "data/raw"], project)
+    run_tool(["dvc", "add", "-q", "data/raw", "data/soundfonts"], project)
     run_tool(["dvc", "repro"], project)
     run_tool(["git", "add", "-A"], project)
     run_tool(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)

@@ -112,6 +112,8 @@ def timed_loop(model: torch.nn.Module, task: Any, loop: Any, counts: tuple[int, 
 def supervised_setup(profile: str, seed: int = 0) -> tuple[Any, SupervisedConfig, AudioConfig, Any, Any]:
     params = profile_params(profile)
     audio, cfg = build(AudioConfig, params["audio"]), build(SupervisedConfig, params["train_supervised"])
+    # the synthetic classes have no General MIDI program: instrument renders never apply to them
+    cfg = dataclasses.replace(cfg, mixing=dataclasses.replace(cfg.mixing, render_prob=0.0))
     bank = fixtures.synthetic_bank(audio.sample_rate, cfg.mixing.crop_seconds + 2.0)
     queries = fixtures.synthetic_queries(bank, POLICY_DIM)
     torch.manual_seed(seed)
@@ -148,7 +150,7 @@ def reward_encoder(name: str, device: torch.device) -> ImageBindModel:
 def rl_setup(sizes: fixtures.Sizes, device: torch.device, profile: str, reward_name: str, overrides: dict | None = None):
     separator, sup, audio, bank, queries = supervised_setup(profile)
     params = profile_params(profile)["rl"]
-    params = _merge(params, {"mixing": {"crop_seconds": sup.mixing.crop_seconds}, **(overrides or {})})
+    params = _merge(params, {"mixing": {"crop_seconds": sup.mixing.crop_seconds, "render_prob": 0.0}, **(overrides or {})})
     cfg = build(RLConfig, params)
     batch = sizes.rl_batch or cfg.loop.batch_size
     encoder = reward_encoder(reward_name, device)

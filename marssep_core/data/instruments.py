@@ -4,6 +4,12 @@ The soundfonts are multi-sampled recordings of real instruments; fluidsynth play
 are generated per (program, seed), so a clip is reproducible from its seed alone, and train/val
 (FluidR3) and test (MuseScore) use disjoint seed ranges. Reverb and chorus are off so a clip is
 the dry instrument.
+
+Training can also render on the fly (``FreshRenders``): a new melody per draw, in a livelier style
+(``TRAINING_STYLE``), from a random training soundfont. fluidsynth keeps a little state from one
+render to the next (first use of a sample, voice bookkeeping: differences up to about 1e-2 of
+full scale in some notes), so the same sequence of draws from a fresh instance gives the same
+audio, but a render is not a function of its seed alone.
 """
 
 from __future__ import annotations
@@ -37,6 +43,22 @@ POLYPHONIC = {0, 13, 21, 24, 105}
 
 
 @dataclass(frozen=True)
+class MelodyStyle:
+    """How varied generated melodies are. The defaults are the corpus renders' (their bytes, and so
+    ``data.dvc``, depend on them): changing one changes which random numbers are drawn."""
+
+    velocity: tuple[int, int] = (70, 111)  # MIDI velocity drawn from [low, high)
+    articulation: tuple[float, float] = (1.0, 1.0)  # sounding fraction of each note's slot (staccato < 1)
+    beat_seconds: tuple[float, ...] = (0.25, 0.3, 0.4, 0.5)
+    dyad_prob: float = 0.3  # two-note chords on polyphonic programs
+
+
+# Training renders: softer and harder notes, staccato to legato, slower and faster tempi, more chords.
+TRAINING_STYLE = MelodyStyle(velocity=(35, 128), articulation=(0.3, 1.0),
+                             beat_seconds=(0.12, 0.18, 0.25, 0.3, 0.4, 0.5, 0.7), dyad_prob=0.4)
+
+
+@dataclass(frozen=True)
 class Note:
     """One note event: MIDI pitch(es), start and duration in seconds, velocity."""
 
@@ -46,14 +68,15 @@ class Note:
     velocity: int
 
 
-def make_melody(program: int, seed: int, seconds: float) -> list[Note]:
+def make_melody(program: int, seed: int, seconds: float, style: MelodyStyle = MelodyStyle()) -> list[Note]:
     """A random but musical melody for ``program`` filling ``seconds`` (the last 0.5 s ring out)."""
     rng = np.random.default_rng(seed)
     low, high = PITCH_RANGE.get(program, (48, 84))
     scale = np.array([0, 2, 4, 5, 7, 9, 11])  # major scale, random key
     key = int(rng.integers(0, 12))
     pitches = [p for p in range(low, high + 1) if (p - key) % 12 in scale]
-    tempo_beat = float(rng.choice([0.25, 0.3, 0.4, 0.5]))
+    tempo_beat = float(rng.choice(list(style.beat_seconds)))
+    detached = style.articulation != (1.0, 1.0)
     index = int(rng.integers(len(pitches) // 4, 3 * len(pitches) // 4 + 1))
     notes: list[Note] = []
     time = 0.0
@@ -65,9 +88,11 @@ def make_melody(program: int, seed: int, seconds: float) -> list[Note]:
             continue
         index = int(np.clip(index + rng.choice([-3, -2, -1, -1, 1, 1, 2, 3]), 0, len(pitches) - 1))
         chord = (pitches[index],)
-        if program in POLYPHONIC and rng.random() < 0.3 and index + 2 < len(pitches):
+        if program in POLYPHONIC and rng.random() < style.dyad_prob and index + 2 < len(pitches):
             chord = (pitches[index], pitches[index + 2])
-        notes.append(Note(chord, round(time, 6), round(duration, 6), int(rng.integers(70, 111))))
+        velocity = int(rng.integers(*style.velocity))
+        sounding = duration * float(rng.uniform(*style.articulation)) if detached else duration
+        notes.append(Note(chord, round(time, 6), round(sounding, 6), velocity))
         time += duration
     return notes
 
@@ -110,7 +135,7 @@ def render_melody(synth: Synth, sfid: int, program: int, notes: list[Note], seco
 
 
 class SoundfontRenderer:
-    """A fluidsynth instance with one soundfont loaded (loading takes 0.5-2 s; do it once)."""
+    """A fluidsynth instance with one soundfont loaded (loading takes 0.05-2 s; do it once)."""
 
     def __init__(self, soundfont: Path, sample_rate: int, gain: float):
         import fluidsynth  # needs the system library libfluidsynth3
@@ -123,9 +148,37 @@ class SoundfontRenderer:
         if self.sfid < 0:
             raise RuntimeError(f"{soundfont}: fluidsynth could not load this soundfont")
 
-    def render(self, program: int, seed: int, seconds: float) -> np.ndarray:
-        notes = make_melody(program, seed, seconds)
+    def render(self, program: int, seed: int, seconds: float, style: MelodyStyle = MelodyStyle()) -> np.ndarray:
+        notes = make_melody(program, seed, seconds, style)
         return render_melody(self.synth, self.sfid, program, notes, seconds, self.sample_rate)
 
     def close(self) -> None:
         self.synth.delete()
+
+
+RENDER_GAIN = 0.6  # fluidsynth's master gain (the corpus's); mixing RMS-normalises each source anyway
+
+
+class FreshRenders:
+    """Instrument sources drawn on the fly: per call a new melody in ``TRAINING_STYLE`` on a random
+    soundfont of ``soundfonts`` (``{key: file}``, loaded once), for the classes of ``programs``."""
+
+    def __init__(self, soundfonts: dict[str, Path], programs: dict[str, int], sample_rate: int):
+        self.programs = dict(programs)
+        self.keys = sorted(soundfonts)
+        self.renderers = [SoundfontRenderer(soundfonts[k], sample_rate, RENDER_GAIN) for k in self.keys]
+        self.sample_rate = sample_rate
+
+    def render(self, label: str, samples: int, rng: np.random.Generator) -> np.ndarray:
+        """``(samples,)`` float32 of class ``label``: a window at a random offset into a melody
+        half a second longer, so onsets fall anywhere and the end may ring out."""
+        renderer = self.renderers[int(rng.integers(len(self.renderers)))]
+        seed = int(rng.integers(0, 2**31))
+        tail = self.sample_rate // 2
+        wave = renderer.render(self.programs[label], seed, (samples + tail) / self.sample_rate, TRAINING_STYLE)
+        start = int(rng.integers(0, tail + 1))
+        return np.ascontiguousarray(wave[start : start + samples])
+
+    def close(self) -> None:
+        for renderer in self.renderers:
+            renderer.close()

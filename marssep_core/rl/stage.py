@@ -26,7 +26,7 @@ from marssep_core.evaluation.judge import load_judge
 from marssep_core.io_utils import md5_file, write_json_atomic, write_table_atomic
 from marssep_core.rl.reward import RewardConfig, RewardModel, load_mlbp
 from marssep_core.rl.task import PolicyConfig, RewardAnchors, RLTask
-from marssep_core.separation.data import MixingConfig, MixtureSampler
+from marssep_core.separation.data import MixingConfig, training_sampler
 from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 from marssep_core.separation.queries import QueryBank, build_query_bank
 from marssep_core.separation.separator import load_separator, save_separator
@@ -86,8 +86,10 @@ def run_rl_stage(
     out_metrics: Path,
     out_history: Path,
     run_dir: Path,
+    soundfonts: Path | None = None,
 ) -> dict[str, Any] | None:
-    """Fine-tune, select, save; metrics on rank 0, ``None`` on the other DDP ranks."""
+    """Fine-tune, select, save; metrics on rank 0, ``None`` on the other DDP ranks (``soundfonts``:
+    as for ``run_supervised_stage``)."""
     if cfg.select not in SELECTIONS:
         raise ValueError(f"rl.select must be one of {SELECTIONS}, got {cfg.select!r}")
     torch.manual_seed(cfg.loop.seed)
@@ -102,7 +104,7 @@ def run_rl_stage(
     reward.to(resolve_device(cfg.loop.device))
     judge, _ = load_judge(judge_path)
     anchors = RewardAnchors(reward_query_bank(encoder_path, queries, raw_dir, bank_dir), bank)
-    task = RLTask(separator, cfg, cfg.loop.steps, MixtureSampler(bank, queries, "train", cfg.mixing), reward, anchors,
+    task = RLTask(separator, cfg, cfg.loop.steps, training_sampler(bank, queries, cfg.mixing, soundfonts), reward, anchors,
                   validation_pairs(bank, raw_dir, cfg.validation), bank, queries, judge, cfg.validation.batch)
     separator.to(resolve_device(cfg.loop.device)).eval()
     start = task.evaluate(separator.mask_net)

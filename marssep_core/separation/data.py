@@ -3,13 +3,17 @@
 Every training item: a target class drawn uniformly (rare everyday classes count as much as the
 64-clip instruments), a clip of it, an interferer clip of another class (of the same corpus by
 default, as the test pairs), random crops, an SNR drawn uniformly in dB, OmniSep mixing
-(``mix_pair``: ``mixture == target + interferer``) and a mixed-up query. All randomness comes from
-the ``rng`` passed in, so a step's batch is a function of ``(seed, step, rank)``.
+(``mix_pair``: ``mixture == target + interferer``) and a mixed-up query. With ``render_prob > 0``
+an instrument-class source is, with that probability, a melody rendered on the fly from a training
+soundfont (``FreshRenders``) instead of a crop of the bank's fixed renders. All randomness comes
+from the ``rng`` passed in, so a step's batch is a function of ``(seed, step, rank)`` (with renders,
+up to fluidsynth's small carry-over from one render to the next: see ``data/instruments.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +21,9 @@ import torch
 
 from marssep_core.audio.mixing import mix_pair
 from marssep_core.data.audio_bank import AudioBank
+from marssep_core.data.instruments import FreshRenders
+from marssep_core.data.soundfonts import read_soundfonts
+from marssep_core.data.sources import GM_PROGRAMS
 from marssep_core.separation.queries import OMNI_WEIGHTS, QueryBank, combine, mixup_queries
 
 
@@ -34,6 +41,10 @@ class MixingConfig:
     # first-order spectral tilt y[n] = x[n] - a x[n-1], a in [-t, t]
     speed_range: float = 0.0
     tilt_range: float = 0.0
+    # instrument sources rendered on the fly: the probability that an instrument-class source is a
+    # fresh melody on a random soundfont of ``render_soundfonts`` (keys of data/soundfonts)
+    render_prob: float = 0.0
+    render_soundfonts: tuple[str, ...] = ("fluidr3", "csound_gm")
 
 
 @dataclass
@@ -52,8 +63,12 @@ class MixBatch:
 class MixtureSampler:
     """Draws ``MixBatch``es from one split of the audio bank."""
 
-    def __init__(self, bank: AudioBank, queries: QueryBank, split: str, cfg: MixingConfig):
+    def __init__(self, bank: AudioBank, queries: QueryBank, split: str, cfg: MixingConfig,
+                 renders: FreshRenders | None = None):
+        if cfg.render_prob > 0 and renders is None:
+            raise ValueError("mixing.render_prob > 0 needs the training soundfonts (FreshRenders)")
         self.bank, self.queries, self.cfg = bank, queries, cfg
+        self.renders = renders if cfg.render_prob > 0 else None
         clips = bank.split(split)
         if clips.empty:
             raise ValueError(f"split {split!r} of the audio bank has no clips")
@@ -70,11 +85,17 @@ class MixtureSampler:
         if lonely:
             raise ValueError(f"split {split!r}: no interferer class for {lonely} (same_corpus={cfg.same_corpus})")
 
-    def _crop(self, clip_id: str, rng: np.random.Generator) -> np.ndarray:
+    def _crop(self, label: str, clip_id: str, rng: np.random.Generator) -> np.ndarray:
+        """A source of class ``label``: a crop of ``clip_id`` or a fresh render, augmented."""
+        rendered = (self.renders is not None and label in self.renders.programs
+                    and rng.random() < self.cfg.render_prob)
         factor = 1.0 + float(rng.uniform(-self.cfg.speed_range, self.cfg.speed_range)) if self.cfg.speed_range else 1.0
         span = int(np.ceil(self.length * factor)) + 1
-        start = int(rng.integers(0, max(1, int(self.lengths[clip_id]) - span + 1)))
-        piece = self.bank.crop(clip_id, span, start)
+        if rendered:
+            piece = self.renders.render(label, span, rng)
+        else:
+            start = int(rng.integers(0, max(1, int(self.lengths[clip_id]) - span + 1)))
+            piece = self.bank.crop(clip_id, span, start)
         if factor != 1.0:
             piece = np.interp(np.arange(self.length) * factor, np.arange(span), piece).astype(np.float32)
         else:
@@ -95,7 +116,7 @@ class MixtureSampler:
             other_clips = self.clips_of[other]
             snr = float(rng.uniform(self.cfg.snr_db_min, self.cfg.snr_db_max))
             mixture, target, interferer = mix_pair(
-                self._crop(clip, rng), self._crop(other_clips[rng.integers(len(other_clips))], rng), snr
+                self._crop(label, clip, rng), self._crop(other, other_clips[rng.integers(len(other_clips))], rng), snr
             )
             mixtures.append(mixture)
             targets.append(target)
@@ -111,6 +132,19 @@ class MixtureSampler:
             target_class=target_classes,
             interferer_class=interferer_classes,
         )
+
+
+def training_sampler(bank: AudioBank, queries: QueryBank, cfg: MixingConfig, soundfonts: Path | None) -> MixtureSampler:
+    """The train-split sampler of a training stage; loads the render soundfonts from the
+    ``soundfonts`` folder (``data/soundfonts``) when ``cfg.render_prob > 0``."""
+    renders = None
+    if cfg.render_prob > 0:
+        if soundfonts is None:
+            raise ValueError("mixing.render_prob > 0 needs the soundfont folder (data/soundfonts)")
+        classes = set(bank.split("train")["class"])
+        programs = {label: program for label, program in GM_PROGRAMS.items() if label in classes}
+        renders = FreshRenders(read_soundfonts(soundfonts, list(cfg.render_soundfonts)), programs, bank.sample_rate)
+    return MixtureSampler(bank, queries, "train", cfg, renders)
 
 
 def pair_signals(pairs: pd.DataFrame, bank: AudioBank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ from marssep_core.data.test_pairs import make_test_pairs
 from marssep_core.encoders.stages import open_data
 from marssep_core.encoders.store import load_encoder
 from marssep_core.io_utils import write_json_atomic, write_table_atomic
-from marssep_core.separation.data import MixingConfig, MixtureSampler
+from marssep_core.separation.data import MixingConfig, MixtureSampler, training_sampler
 from marssep_core.separation.evaluate import evaluate_pairs
 from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
@@ -135,16 +135,18 @@ def run_supervised_stage(
     out_metrics: Path,
     out_history: Path,
     run_dir: Path,
+    soundfonts: Path | None = None,
 ) -> dict[str, Any] | None:
     """Train (resuming from ``run_dir`` after a crash), select, score and save. Returns the
-    metrics on rank 0 and ``None`` on the other DDP ranks."""
+    metrics on rank 0 and ``None`` on the other DDP ranks. ``soundfonts``: the folder of training
+    soundfonts, read when ``cfg.mixing.render_prob > 0``."""
     torch.manual_seed(cfg.loop.seed)
     bank = load_audio_bank(bank_dir)
     if bank.sample_rate != audio.sample_rate:
         raise ValueError(f"{bank_dir}: audio bank is at {bank.sample_rate} Hz, params audio.sample_rate is {audio.sample_rate}")
     queries = QueryBank.load(queries_path)
     separator = build_separator(cfg.model, audio, queries.dim)
-    task = SupervisedTask(cfg.loss, separator.stft, audio, MixtureSampler(bank, queries, "train", cfg.mixing),
+    task = SupervisedTask(cfg.loss, separator.stft, audio, training_sampler(bank, queries, cfg.mixing, soundfonts),
                           validation_pairs(bank, raw_dir, cfg.validation), bank, queries, cfg.validation.batch)
     fingerprint = fingerprint_of(cfg, audio, queries.encoder)
     result = train_loop(separator.mask_net, task, cfg.loop, run_dir, fingerprint, "si_sdri_text", out_history, "supervised")
