@@ -14,7 +14,7 @@ import yaml
 
 from marssep_core.data import sources
 from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.data.instruments import PITCH_RANGE, TRAINING_STYLE, make_melody
+from marssep_core.data.instruments import PITCH_RANGE, STYLES, make_melody
 from marssep_core.data.soundfonts import (
     COLUMNS,
     HELD_OUT_PACKAGES,
@@ -43,7 +43,7 @@ def test_training_style_is_livelier_and_stays_in_range():
     for seed in range(40):
         for program in (0, 40, 58):
             plain = make_melody(program, seed, 6.0)
-            lively = make_melody(program, seed, 6.0, TRAINING_STYLE)
+            lively = make_melody(program, seed, 6.0, STYLES["lively"])
             low, high = PITCH_RANGE[program]
             assert all(low <= p <= high for note in lively for p in note.pitches)
             velocities += [n.velocity for n in lively]

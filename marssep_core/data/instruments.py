@@ -5,8 +5,8 @@ are generated per (program, seed), so a clip is reproducible from its seed alone
 (FluidR3) and test (MuseScore) use disjoint seed ranges. Reverb and chorus are off so a clip is
 the dry instrument.
 
-Training can also render on the fly (``FreshRenders``): a new melody per draw, in a livelier style
-(``TRAINING_STYLE``), from a random training soundfont. fluidsynth keeps a little state from one
+Training can also render on the fly (``FreshRenders``): a new melody per draw, in the corpus's
+style or a livelier one (``STYLES``), from a random training soundfont. fluidsynth keeps a little state from one
 render to the next (first use of a sample, voice bookkeeping: differences up to about 1e-2 of
 full scale in some notes), so the same sequence of draws from a fresh instance gives the same
 audio, but a render is not a function of its seed alone.
@@ -53,9 +53,13 @@ class MelodyStyle:
     dyad_prob: float = 0.3  # two-note chords on polyphonic programs
 
 
-# Training renders: softer and harder notes, staccato to legato, slower and faster tempi, more chords.
-TRAINING_STYLE = MelodyStyle(velocity=(35, 128), articulation=(0.3, 1.0),
-                             beat_seconds=(0.12, 0.18, 0.25, 0.3, 0.4, 0.5, 0.7), dyad_prob=0.4)
+# Melody styles training renders can use (``mixing.render_style``): the corpus's own, or a livelier
+# one with softer and harder notes, staccato to legato, slower and faster tempi and more chords.
+STYLES = {
+    "corpus": MelodyStyle(),
+    "lively": MelodyStyle(velocity=(35, 128), articulation=(0.3, 1.0),
+                          beat_seconds=(0.12, 0.18, 0.25, 0.3, 0.4, 0.5, 0.7), dyad_prob=0.4),
+}
 
 
 @dataclass(frozen=True)
@@ -160,10 +164,13 @@ RENDER_GAIN = 0.6  # fluidsynth's master gain (the corpus's); mixing RMS-normali
 
 
 class FreshRenders:
-    """Instrument sources drawn on the fly: per call a new melody in ``TRAINING_STYLE`` on a random
+    """Instrument sources drawn on the fly: per call a new melody in ``STYLES[style]`` on a random
     soundfont of ``soundfonts`` (``{key: file}``, loaded once), for the classes of ``programs``."""
 
-    def __init__(self, soundfonts: dict[str, Path], programs: dict[str, int], sample_rate: int):
+    def __init__(self, soundfonts: dict[str, Path], programs: dict[str, int], sample_rate: int, style: str = "lively"):
+        if style not in STYLES:
+            raise ValueError(f"mixing.render_style must be one of {sorted(STYLES)}, got {style!r}")
+        self.style = STYLES[style]
         self.programs = dict(programs)
         self.keys = sorted(soundfonts)
         self.renderers = [SoundfontRenderer(soundfonts[k], sample_rate, RENDER_GAIN) for k in self.keys]
@@ -175,7 +182,7 @@ class FreshRenders:
         renderer = self.renderers[int(rng.integers(len(self.renderers)))]
         seed = int(rng.integers(0, 2**31))
         tail = self.sample_rate // 2
-        wave = renderer.render(self.programs[label], seed, (samples + tail) / self.sample_rate, TRAINING_STYLE)
+        wave = renderer.render(self.programs[label], seed, (samples + tail) / self.sample_rate, self.style)
         start = int(rng.integers(0, tail + 1))
         return np.ascontiguousarray(wave[start : start + samples])
 

@@ -45,6 +45,7 @@ class MixingConfig:
     # fresh melody on a random soundfont of ``render_soundfonts`` (keys of data/soundfonts)
     render_prob: float = 0.0
     render_soundfonts: tuple[str, ...] = ("fluidr3", "csound_gm")
+    render_style: str = "lively"  # melody style of the renders: lively | corpus (data/instruments.py)
 
 
 @dataclass
@@ -143,7 +144,8 @@ def training_sampler(bank: AudioBank, queries: QueryBank, cfg: MixingConfig, sou
             raise ValueError("mixing.render_prob > 0 needs the soundfont folder (data/soundfonts)")
         classes = set(bank.split("train")["class"])
         programs = {label: program for label, program in GM_PROGRAMS.items() if label in classes}
-        renders = FreshRenders(read_soundfonts(soundfonts, list(cfg.render_soundfonts)), programs, bank.sample_rate)
+        renders = FreshRenders(read_soundfonts(soundfonts, list(cfg.render_soundfonts)), programs, bank.sample_rate,
+                               cfg.render_style)
     return MixtureSampler(bank, queries, "train", cfg, renders)
 
 
