@@ -159,3 +159,39 @@ def test_a_killed_batch_leaves_no_partial_output(tmp_path, tiny_bundle, sig):
     assert not list(out.glob(".*.tmp.*"))
     assert sorted(p.name for p in out.glob("job*.wav")) == ["job0.wav", "job1.wav", "job2.wav"]
     assert all(sf.info(p).frames == int(seconds * 16000) for p in out.glob("job*.wav"))
+
+
+def test_short_and_non_finite_mixtures_and_unexpected_errors_stop_no_batch(tmp_path, tiny_bundle):
+    import dataclasses
+
+    from marssep_core.serving.batch import BatchOptions, Job, run_batch
+    from marssep_core.serving.engine import load_engine
+
+    for name, samples in (("one", 1), ("short", 300), ("frame", 1500)):
+        save_audio(tmp_path / f"{name}.wav", synth_clip("tone", 1, 1.0)[:samples], 16000)
+    nan = synth_clip("tone", 2, 1.0)
+    nan[8000] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    save_audio(tmp_path / "good.wav", synth_clip("noise", 3, 1.0), 16000)
+    jobs = [Job(name, tmp_path / f"{name}.wav", text=["a tone sound"]) for name in ("one", "short", "nan", "frame", "good")]
+    engine = load_engine("onnx", tiny_bundle, device="cpu")
+    results = run_batch(engine, jobs, BatchOptions(tmp_path / "out")).set_index("id")
+    assert results.loc[["one", "short", "frame", "good"], "status"].tolist() == ["ok"] * 4
+    for name, samples in (("one", 1), ("short", 300), ("frame", 1500)):
+        assert sf.info(tmp_path / "out" / f"{name}.wav").frames == samples
+    assert results.loc["nan", "status"] == "failed"
+    assert results.loc["nan", "error"].startswith("non_finite:") and "0.500 s" in results.loc["nan", "error"]
+    assert not (tmp_path / "out" / "nan.wav").exists()
+
+    class Broken:
+        provider = "broken"
+
+        def __call__(self, magnitude, query):
+            raise RuntimeError("the mask network failed")
+
+    broken = dataclasses.replace(engine, masker=Broken())
+    results = run_batch(broken, jobs[3:], BatchOptions(tmp_path / "out2")).set_index("id")
+    assert results["status"].tolist() == ["failed", "failed"]
+    assert results.loc["good", "error"] == "error: RuntimeError: the mask network failed"
+    with pytest.raises(Exception, match="non-finite"):
+        engine.separate_array(np.full((1, 4000), np.inf, dtype=np.float32), engine.encoder.text(["x"]))

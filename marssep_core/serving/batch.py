@@ -10,8 +10,8 @@ Semantics a batch user can rely on:
   run);
 - a row whose output exists is skipped (re-running a manifest is idempotent) unless ``overwrite``;
 - a bad row (bad id, duplicate id, no query, missing/empty/undecodable mixture or reference
-  audio, unreadable image, input outside ``input_root``) is recorded with its error and the
-  others go on;
+  audio, NaN or infinite samples, unreadable image, input outside ``input_root``) is recorded with
+  its error and the others go on; so is any unexpected error in one row (kind ``error``);
 - ids name files inside ``OUT``: anything but letters, digits, ``.``, ``_``, ``-`` (so ``/``
   and ``..``) is rejected, never rewritten, so two ids cannot silently land on one file.
 ``results.csv`` (id, status, error, seconds, provider, output) is rewritten atomically after
@@ -174,6 +174,8 @@ def run_batch(engine: Engine, jobs: Iterable[Job], options: BatchOptions,
                 engine.separate_file(job.mixture, dest, _query(engine, job), options.subtype)
         except (JobError, AudioDecodeError) as err:  # both carry a kind
             row.update(status="failed", error=f"{err.kind}: {err}", output="")
+        except Exception as err:  # anything else in one row (a model error, a full disk) fails that row only
+            row.update(status="failed", error=f"error: {type(err).__name__}: {err}", output="")
         row["seconds"] = round(time.perf_counter() - started, 3)
         rows.append(row)
         write_table_atomic(results_path, pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))

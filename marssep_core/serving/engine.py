@@ -101,17 +101,19 @@ class Engine:
         With the PyTorch backend the STFT, the mask and the iSTFT all run on the masker's device
         (one copy in, one out); onnxruntime gets numpy arrays from a CPU STFT."""
         count, channels, samples = windows.shape
+        if samples < self.stft.n_fft:  # a whole input shorter than one FFT frame: zero-pad, crop back below
+            windows = np.pad(windows, ((0, 0), (0, 0), (0, self.stft.n_fft - samples)))
         on_torch = isinstance(self.masker, TorchMasker)
         device = self.masker.device if on_torch else torch.device("cpu")
         with torch.inference_mode():
-            magnitude, phase = self.stft.magnitude_phase(torch.from_numpy(windows.reshape(-1, samples)).to(device))
+            magnitude, phase = self.stft.magnitude_phase(torch.from_numpy(windows.reshape(count * channels, -1)).to(device))
             queries = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(device).expand(count * channels, -1)
             if on_torch:
                 mask = self.masker.mask_net.mask(magnitude, queries).float()
             else:
                 mask = torch.from_numpy(self.masker(magnitude.numpy(), queries.contiguous().numpy()))
-            estimate = self.stft.from_magnitude_phase(mask * magnitude, phase, samples)
-        return estimate.cpu().numpy().reshape(count, channels, samples)
+            estimate = self.stft.from_magnitude_phase(mask * magnitude, phase, windows.shape[-1])
+        return estimate.cpu().numpy().reshape(count, channels, -1)[..., :samples]
 
     def _stream(self, channels: int, query: torch.Tensor, total_samples: int) -> StreamingOverlapAdd:
         segment = int(round(self.segment * self.sample_rate)) if self.segment else max(1, total_samples)
@@ -120,7 +122,9 @@ class Engine:
                                    self.overlap, self.batch)
 
     def separate_array(self, wave: np.ndarray, query: torch.Tensor) -> np.ndarray:
-        """``(C, N)`` float32 at the model rate -> the estimate ``(C, N)``."""
+        """``(C, N)`` float32 at the model rate -> the estimate ``(C, N)``; non-finite samples are
+        refused (``AudioDecodeError`` of kind ``non_finite``)."""
+        _check_finite(np.asarray(wave), "the input array", 0, self.sample_rate)
         stream = self._stream(wave.shape[0], query, wave.shape[1])
         return np.concatenate([stream.push(np.asarray(wave, dtype=np.float32)), stream.finish()], axis=1)
 
@@ -147,6 +151,7 @@ class Engine:
                     written += frames.shape[0]
 
                 for block in _decoded_blocks(source, max(1, int(BLOCK_SECONDS * rate))):
+                    _check_finite(block.T, str(source), decoded, rate)
                     decoded += block.shape[0]
                     write(stream.push(to_model(block, False).T))
                 if decoded == 0:
@@ -156,6 +161,15 @@ class Engine:
                 if written < decoded:  # the resampler's output can fall a few samples short
                     out.write(np.zeros((decoded - written, channels), dtype=np.float32))
         return FileResult(rate, channels, decoded / rate)
+
+
+def _check_finite(wave: np.ndarray, name: str, offset: int, rate: int) -> None:
+    """Refuse NaN or infinite samples in ``wave (C, N)`` (a float file can hold them; separating
+    them would write a file of NaN). ``offset``: samples of ``name`` before this block."""
+    bad = ~np.isfinite(wave)
+    if bad.any():
+        first = offset + int(np.argmax(bad.any(axis=0)))
+        raise AudioDecodeError(f"{name}: non-finite samples (NaN or inf), the first at {first / rate:.3f} s", "non_finite")
 
 
 def _decoded_blocks(source: Path, frames: int) -> Iterator[np.ndarray]:
