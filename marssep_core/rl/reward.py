@@ -86,14 +86,16 @@ class RewardModel:
 
     @torch.no_grad()
     def anchors(self, text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor, has_vision: torch.Tensor) -> torch.Tensor:
-        """``z* (B, D)`` from target-side embeddings ``(B, D)``; rows with ``has_vision`` False
-        are fused without the picture."""
+        """``z* (B, D)`` on the reward model's device from target-side embeddings ``(B, D)`` (any
+        device); rows with ``has_vision`` False are fused without the picture."""
+        device = next(self.encoder.parameters()).device
+        text, audio, vision, has_vision = (t.to(device) for t in (text, audio, vision, has_vision))
         with torch.autocast(text.device.type, enabled=False):
             without = fuse(self.cfg.fusion, {"audio": audio, "text": text, "vision": None}, self.mlbp)
             if not bool(has_vision.any()):
                 return without
             with_picture = fuse(self.cfg.fusion, {"audio": audio, "text": text, "vision": vision}, self.mlbp)
-            return torch.where(has_vision[:, None].to(text.device), with_picture, without)
+            return torch.where(has_vision[:, None], with_picture, without)
 
     @torch.no_grad()
     def __call__(self, waves: torch.Tensor, anchors: torch.Tensor, target: torch.Tensor,
