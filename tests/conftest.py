@@ -277,6 +277,7 @@ def tiny_project(tmp_path_factory) -> Path:
     write_soundfont_folder(project / "data" / "soundfonts", ["fluidr3", "csound_gm"], [0, 40])
     run_tool(["git", "init", "-q"], project)
     run_tool(["dvc", "init", "-q"], project)
+    shutil.copyfile(ROOT / ".dvcignore", project / ".dvcignore")  # as the repo: bytecode is no dependency
     run_tool(["dvc", "remote", "add", "-d", "store", str(base / "remote")], project)
     run_tool(["dvc", "add", "-q", "data/raw", "data/soundfonts"], project)
     run_tool(["dvc", "repro"], project)
