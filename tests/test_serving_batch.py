@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 from marssep_core.audio.io import save_audio
 from marssep_core.cli import main
@@ -186,7 +187,9 @@ def test_short_and_non_finite_mixtures_and_unexpected_errors_stop_no_batch(tmp_p
     class Broken:
         provider = "broken"
 
-        def __call__(self, magnitude, query):
+        device = torch.device("cpu")
+
+        def masks(self, magnitude, query):
             raise RuntimeError("the mask network failed")
 
     broken = dataclasses.replace(engine, masker=Broken())

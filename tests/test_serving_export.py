@@ -178,7 +178,9 @@ def test_a_model_failure_is_not_reported_as_a_decoding_error(engines, tmp_path):
     class Broken:
         provider = "broken"
 
-        def __call__(self, magnitude, query):
+        device = torch.device("cpu")
+
+        def masks(self, magnitude, query):
             raise RuntimeError("out of memory in the mask network")
 
     engine = dataclasses.replace(engines[1], masker=Broken())

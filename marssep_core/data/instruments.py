@@ -172,8 +172,7 @@ class FreshRenders:
             raise ValueError(f"mixing.render_style must be one of {sorted(STYLES)}, got {style!r}")
         self.style = STYLES[style]
         self.programs = dict(programs)
-        self.keys = sorted(soundfonts)
-        self.renderers = [SoundfontRenderer(soundfonts[k], sample_rate, RENDER_GAIN) for k in self.keys]
+        self.renderers = [SoundfontRenderer(soundfonts[k], sample_rate, RENDER_GAIN) for k in sorted(soundfonts)]
         self.sample_rate = sample_rate
 
     def render(self, label: str, samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -185,7 +184,3 @@ class FreshRenders:
         wave = renderer.render(self.programs[label], seed, (samples + tail) / self.sample_rate, self.style)
         start = int(rng.integers(0, tail + 1))
         return np.ascontiguousarray(wave[start : start + samples])
-
-    def close(self) -> None:
-        for renderer in self.renderers:
-            renderer.close()

@@ -109,6 +109,10 @@ class OnnxMasker:
     def __init__(self, path: Path, device: str = "auto", threads: int = 0):
         self.session = open_session(path, device, threads)
         self.provider = provider_of(self.session)
+        self.device = torch.device("cpu")  # inputs and outputs cross as host arrays whatever the provider
+
+    def masks(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self(magnitude.numpy(), query.numpy()))
 
     def __call__(self, magnitude: np.ndarray, query: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"magnitude": magnitude, "query": query})[0]

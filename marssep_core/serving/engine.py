@@ -41,9 +41,13 @@ BLOCK_SECONDS = 5.0  # decoding block; any size gives the same output
 
 
 class Masker(Protocol):
-    """``(magnitude (B, F, T), query (B, D)) -> mask (B, F, T)``, float32 numpy in and out."""
+    """``(magnitude (B, F, T), query (B, D)) -> mask (B, F, T)``: ``masks`` on tensors that live on
+    ``device`` (the engine computes the STFT there), ``__call__`` on float32 numpy (parity checks)."""
 
     provider: str
+    device: torch.device
+
+    def masks(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor: ...
 
     def __call__(self, magnitude: np.ndarray, query: np.ndarray) -> np.ndarray: ...
 
@@ -57,9 +61,11 @@ class TorchMasker:
         self.provider = f"torch-{self.device.type}"
 
     @torch.inference_mode()
+    def masks(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        return self.mask_net.mask(magnitude, query).float()
+
     def __call__(self, magnitude: np.ndarray, query: np.ndarray) -> np.ndarray:
-        mask = self.mask_net.mask(torch.from_numpy(magnitude).to(self.device), torch.from_numpy(query).to(self.device))
-        return mask.float().cpu().numpy()
+        return self.masks(torch.from_numpy(magnitude).to(self.device), torch.from_numpy(query).to(self.device)).cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -98,20 +104,15 @@ class Engine:
     def process_windows(self, windows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Windows ``(W, C, S)`` at the model rate and a query ``(1, D)`` -> estimates ``(W, C, S)``.
 
-        With the PyTorch backend the STFT, the mask and the iSTFT all run on the masker's device
-        (one copy in, one out); onnxruntime gets numpy arrays from a CPU STFT."""
+        The STFT, the mask and the iSTFT run on the masker's device (one copy in, one out)."""
         count, channels, samples = windows.shape
         if samples < self.stft.n_fft:  # a whole input shorter than one FFT frame: zero-pad, crop back below
             windows = np.pad(windows, ((0, 0), (0, 0), (0, self.stft.n_fft - samples)))
-        on_torch = isinstance(self.masker, TorchMasker)
-        device = self.masker.device if on_torch else torch.device("cpu")
+        device = self.masker.device
         with torch.inference_mode():
             magnitude, phase = self.stft.magnitude_phase(torch.from_numpy(windows.reshape(count * channels, -1)).to(device))
             queries = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(device).expand(count * channels, -1)
-            if on_torch:
-                mask = self.masker.mask_net.mask(magnitude, queries).float()
-            else:
-                mask = torch.from_numpy(self.masker(magnitude.numpy(), queries.contiguous().numpy()))
+            mask = self.masker.masks(magnitude, queries.contiguous())
             estimate = self.stft.from_magnitude_phase(mask * magnitude, phase, windows.shape[-1])
         return estimate.cpu().numpy().reshape(count, channels, -1)[..., :samples]
 
