@@ -7,8 +7,8 @@ the dry instrument.
 
 Training can also render on the fly (``FreshRenders``): a new melody per draw, in the corpus's
 style or a livelier one (``STYLES``), from a random training soundfont. fluidsynth keeps a little state from one
-render to the next (first use of a sample, voice bookkeeping: differences up to about 1e-2 of
-full scale in some notes), so the same sequence of draws from a fresh instance gives the same
+render to the next (first use of a sample, voice bookkeeping: small differences in some
+notes), so the same sequence of draws from a fresh instance gives the same
 audio, but a render is not a function of its seed alone.
 """
 
@@ -139,7 +139,7 @@ def render_melody(synth: Synth, sfid: int, program: int, notes: list[Note], seco
 
 
 class SoundfontRenderer:
-    """A fluidsynth instance with one soundfont loaded (loading takes 0.05-2 s; do it once)."""
+    """A fluidsynth instance with one soundfont loaded (loading takes up to seconds; do it once)."""
 
     def __init__(self, soundfont: Path, sample_rate: int, gain: float):
         import fluidsynth  # needs the system library libfluidsynth3
