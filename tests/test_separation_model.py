@@ -118,6 +118,25 @@ def test_segment_starts_cover_the_signal():
     assert all(b - a == 192 for a, b in zip(starts, starts[1:]))
 
 
+def test_streaming_overlap_add_of_one_long_block_emits_as_it_goes():
+    """A whole input pushed at once (``Engine.separate_array``) must not pile its output up until
+    the end: that made 10 minutes cost 80 copies of a growing buffer (docs/gpu.md)."""
+    segment, batch = 256, 4
+    stream = StreamingOverlapAdd(lambda w: w, channels=1, segment=segment, overlap=0.25, batch=batch)
+    sizes = []
+    original_run = stream._run
+
+    def run_and_record():
+        original_run()
+        sizes.append(stream.output.shape[1])
+
+    stream._run = run_and_record
+    wave = np.random.default_rng(0).standard_normal((1, 100 * segment)).astype(np.float32)
+    out = np.concatenate([stream.push(wave), stream.finish()], axis=1)
+    np.testing.assert_allclose(out, wave, atol=1e-6)
+    assert len(sizes) > 30 and max(sizes) <= segment + batch * stream.hop
+
+
 @pytest.mark.parametrize("length", [5, 255, 256, 257, 1001, 5000])
 def test_streaming_overlap_add_equals_one_shot_for_any_block_size_and_batch(length):
     wave = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)

@@ -146,7 +146,7 @@ class Sizes:
     correctness_steps: int
 
 
-FULL = Sizes(profiles=("default", "paper"), timed_steps=(3, 8), rl_batch=None, reward_encoders=("tiny", "imagebind_huge"),
+FULL = Sizes(profiles=("default", "paper"), timed_steps=(4, 24), rl_batch=None, reward_encoders=("tiny", "imagebind_huge"),
              encoder_batch=64, encoder_repeats=5, serving_seconds=600.0, serving_batches=(1, 8, 32),
              onnx_batches=(1, 8), correctness_steps=10)
 DRY_RUN = Sizes(profiles=("dry",), timed_steps=(2, 3), rl_batch=2, reward_encoders=("tiny",), encoder_batch=2,

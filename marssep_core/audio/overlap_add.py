@@ -47,8 +47,12 @@ class StreamingOverlapAdd:
         self.next_start = 0  # absolute start of the next window to cut
         self.input = np.zeros((channels, 0), dtype=np.float32)  # input from absolute sample input_start
         self.input_start = 0
-        self.output = np.zeros((channels, 0), dtype=np.float64)  # weighted sums from absolute emitted
-        self.total = np.zeros(0, dtype=np.float64)
+        # weighted sums and weights from absolute sample ``emitted``; ``filled`` of them in use. The
+        # buffers are allocated once (one window plus a batch of hops) and shifted on emit.
+        capacity = segment + batch * self.hop
+        self.output = np.zeros((channels, capacity), dtype=np.float64)
+        self.total = np.zeros(capacity, dtype=np.float64)
+        self.filled = 0
         self.emitted = 0
         self.pending: list[tuple[int, np.ndarray, int]] = []  # (start, window, valid samples)
 
@@ -58,12 +62,17 @@ class StreamingOverlapAdd:
             raise ValueError(f"expected blocks of shape ({self.channels}, n), got {block.shape}")
         self.input = np.concatenate([self.input, block.astype(np.float32, copy=False)], axis=1)
         self.received += block.shape[1]
+        # emitted after every batch, so the output buffer stays one window plus a batch of hops
+        # long even when the whole input comes as one block (separate_array)
+        finished = []
         while self.next_start + self.segment <= self.received:
             self._cut(self.next_start, self.segment)
             self.next_start += self.hop
             if len(self.pending) == self.batch:
                 self._run()
-        return self._emit(self.next_start if not self.pending else self.pending[0][0])
+                finished.append(self._emit(self.next_start))
+        finished.append(self._emit(self.next_start if not self.pending else self.pending[0][0]))
+        return np.concatenate(finished, axis=1)
 
     def finish(self) -> np.ndarray:
         """Process what is left (the last window zero-padded); returns the remaining output."""
@@ -90,6 +99,7 @@ class StreamingOverlapAdd:
             return
         # one shape per batch: full (padded) windows, or the single short window of a short input
         results = self.process(np.stack([w for _, w, _ in self.pending]))
+        self._grow(max(start + valid for start, _, valid in self.pending))
         for (start, _, valid), result in zip(self.pending, results):
             self._accumulate(start, result[:, :valid])
         self.pending = []
@@ -97,12 +107,15 @@ class StreamingOverlapAdd:
         self.input = self.input[:, keep_from - self.input_start :]
         self.input_start = keep_from
 
+    def _grow(self, end: int) -> None:
+        """Make the output buffers reach absolute sample ``end``."""
+        need = end - self.emitted
+        if need > self.total.shape[0]:  # not reached while every batch is emitted; kept for safety
+            self.output = np.pad(self.output, ((0, 0), (0, need - self.total.shape[0])))
+            self.total = np.pad(self.total, (0, need - self.total.shape[0]))
+        self.filled = max(self.filled, need)
+
     def _accumulate(self, start: int, result: np.ndarray) -> None:
-        end = start + result.shape[1]
-        grow = end - self.emitted - self.output.shape[1]
-        if grow > 0:
-            self.output = np.pad(self.output, ((0, 0), (0, grow)))
-            self.total = np.pad(self.total, (0, grow))
         offset = start - self.emitted
         weight = self.weight[: result.shape[1]]
         self.output[:, offset : offset + result.shape[1]] += result * weight
@@ -110,11 +123,16 @@ class StreamingOverlapAdd:
 
     def _emit(self, upto: int) -> np.ndarray:
         """Return output samples ``[emitted, upto)``: no later window touches them."""
-        count = min(upto - self.emitted, self.output.shape[1])
+        count = min(upto - self.emitted, self.filled)
         if count <= 0:
             return np.zeros((self.channels, 0), dtype=np.float32)
         done = self.output[:, :count] / self.total[:count]
-        self.output, self.total = self.output[:, count:], self.total[count:]
+        rest = self.filled - count
+        self.output[:, :rest] = self.output[:, count : self.filled]  # numpy copies overlapping slices safely
+        self.total[:rest] = self.total[count : self.filled]
+        self.output[:, rest : self.filled] = 0.0
+        self.total[rest : self.filled] = 0.0
+        self.filled = rest
         self.emitted += count
         return done.astype(np.float32)
 
