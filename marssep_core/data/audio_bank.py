@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -53,21 +54,39 @@ def _decode(args: tuple[Path, int, float]) -> np.ndarray:
 
 
 def build_audio_bank(raw_dir: Path, clips: pd.DataFrame, out_dir: Path, sample_rate: int, max_seconds: float, workers: int = 2) -> AudioBank:
-    """Decode every clip of ``clips`` (needs ``path`` relative to ``raw_dir``) into ``out_dir``."""
+    """Decode every clip of ``clips`` (needs ``path`` relative to ``raw_dir``) into ``out_dir``.
+
+    Clips are written to ``waves.npy`` as they are decoded (in ``clip_id`` order), so memory does not
+    grow with the corpus: the ``.npy`` header is written for an empty array first and rewritten
+    with the final length at the end (numpy pads headers so the length can grow in place). The
+    file is byte for byte what ``np.save`` writes for the joined array."""
     clips = clips.sort_values("clip_id").reset_index(drop=True)
     args = [(raw_dir / rel, sample_rate, max_seconds) for rel in clips["path"]]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        waves = list(tqdm(pool.map(_decode, args, chunksize=8), total=len(args), desc="audio bank", unit="clip"))
-    lengths = np.array([w.shape[0] for w in waves], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    index = clips.reindex(columns=INDEX_COLUMNS[:5]).assign(offset=offsets, length=lengths)
-    joined = np.concatenate(waves) if waves else np.zeros(0, dtype=np.float16)
+    lengths = np.zeros(len(args), dtype=np.int64)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "waves.npy") as tmp:
-        np.save(tmp, joined)
+    with atomic_path(out_dir / "waves.npy") as tmp, open(tmp, "wb") as handle:
+        header_size = _write_npy_header(handle, 0)
+        with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+            decoded = pool.map(_decode, args, chunksize=8)
+            for row, wave in enumerate(tqdm(decoded, total=len(args), desc="audio bank", unit="clip")):
+                handle.write(wave.astype("<f2", copy=False).tobytes())
+                lengths[row] = wave.shape[0]
+        handle.seek(0)
+        if _write_npy_header(handle, int(lengths.sum())) != header_size:
+            raise RuntimeError(f"{tmp}: the .npy header changed size; cannot finish the bank in place")
+    offsets = np.cumsum(lengths) - lengths
+    index = clips.reindex(columns=INDEX_COLUMNS[:5]).assign(offset=offsets, length=lengths)
     write_table_atomic(out_dir / "index.parquet", index)
     (out_dir / "sample_rate.txt").write_text(f"{sample_rate}\n")
-    return AudioBank(joined, index, sample_rate)
+    return load_audio_bank(out_dir)
+
+
+def _write_npy_header(handle: BinaryIO, samples: int) -> int:
+    """Write the ``.npy`` header of a ``(samples,)`` float16 array at the handle's position; returns its size."""
+    start = handle.tell()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f2")), "fortran_order": False, "shape": (samples,)}
+    np.lib.format.write_array_header_1_0(handle, header)
+    return handle.tell() - start
 
 
 def load_audio_bank(out_dir: Path) -> AudioBank:
