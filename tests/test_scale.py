@@ -73,3 +73,14 @@ def test_an_empty_bank_is_a_valid_empty_array(tmp_path):
     clips = pd.DataFrame(columns=["clip_id", "path", "class", "corpus", "split", "origin"])
     bank = build_audio_bank(tmp_path, clips, tmp_path / "bank", 16000, 1.0, workers=1)
     assert bank.waves.shape == (0,) and len(bank.index) == 0
+
+
+def test_label_filter_runs_on_an_import_whose_classes_are_smaller_than_the_folds():
+    from marssep_core.config import LabelFilterConfig
+    from marssep_core.data.label_filter import out_of_fold_rank
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 3)  # 3 clips per class, 5 folds asked for
+    features = rng.standard_normal((30, 8)) + labels[:, None]
+    ranks = out_of_fold_rank(features, labels, np.arange(30), LabelFilterConfig(folds=5))
+    assert ranks.shape == (30,) and ranks.min() >= 1 and ranks.max() <= 10

@@ -29,10 +29,11 @@ def out_of_fold_rank(features: np.ndarray, labels: np.ndarray, groups: np.ndarra
     ``features`` ``(clips, dims)``; ``labels`` and ``groups`` ``(clips,)``. Returns ``(clips,)``
     ints; a clip whose class was absent from its training folds gets rank ``n_classes``.
     """
-    classes = np.unique(labels)
+    classes, class_sizes = np.unique(labels, return_counts=True)
     ranks = np.full(len(labels), len(classes), dtype=int)
     n_groups = len(np.unique(groups))
-    folds = min(cfg.folds, n_groups)
+    # stratified folds need a class with at least as many clips as folds (a small import may have none)
+    folds = min(cfg.folds, n_groups, int(class_sizes.max(initial=0)))
     if len(classes) < 2 or folds < 2:
         return np.ones(len(labels), dtype=int)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
