@@ -6,7 +6,9 @@ as its own process tree (wall seconds and peak summed RSS, as in ``bench_data.py
 size, ``prepare_audio`` also runs on clips ten times longer: the bank is written as it is decoded,
 so its peak memory must not follow the hours of audio. Beside the stages, the near-duplicate search
 alone on random fingerprints (the cost the issue measured: quadratic before LSH), and, when the
-default corpus is built, planted copies of its clips found by the LSH search vs by comparing all pairs.
+default corpus is built, planted copies of its clips found by the LSH search vs by comparing all
+pairs, and how many paper-profile training batches one core mixes per second (to size
+``data_workers`` for a GPU).
 
     python benchmarks/bench_scale.py                        # 500, 5,000, 50,000 clips (~30 min, 2 cores)
     python benchmarks/bench_scale.py --sizes 200 2000       # quicker
@@ -142,6 +144,46 @@ def planted_copies(raw: Path, count: int, work: Path) -> dict[str, float] | None
             "false_hits": int(((hashed != "") & ~planted).sum())}
 
 
+def paper_batches_per_second(bank_dir: Path, queries_path: Path, workers: int, batches: int = 6) -> dict[str, float] | None:
+    """Paper-profile training batches (128 x 65,535 samples, params' augmentation) mixed from the
+    default corpus's audio bank: per second in the training process (one core), and with
+    ``workers`` prefetching processes."""
+    if not (bank_dir / "waves.npy").is_file() or not queries_path.is_file():
+        return None
+    import dataclasses
+
+    import torch
+    import yaml
+
+    from marssep_core.config import build, load_params
+    from marssep_core.data.audio_bank import load_audio_bank
+    from marssep_core.separation.data import MixtureSampler
+    from marssep_core.separation.prefetch import BatchPrefetcher
+    from marssep_core.separation.queries import QueryBank
+    from marssep_core.separation.stages import SupervisedConfig
+
+    params = load_params(ROOT / "params.yaml")["train_supervised"]
+    paper = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["train_supervised"]
+    cfg = build(SupervisedConfig, {**params, "mixing": {**params["mixing"], **paper["mixing"]}})
+    mixing = dataclasses.replace(cfg.mixing, render_prob=0.0)
+    torch.set_num_threads(1)
+    sampler = MixtureSampler(load_audio_bank(bank_dir), QueryBank.load(queries_path), "train", mixing)
+    batch = paper["loop"]["batch_size"]
+    sampler.sample(batch, np.random.default_rng(0))  # warm the memory map
+    started = time.perf_counter()
+    for step in range(batches):
+        sampler.sample(batch, np.random.default_rng([0, step, 0]))
+    one_core = batches / (time.perf_counter() - started)
+    with BatchPrefetcher(lambda rng, size: sampler.sample(size, rng), batch, 0, 0, range(4 * workers + 1), workers) as ahead:
+        ahead.batch(0)  # workers started and busy
+        started = time.perf_counter()
+        for step in range(1, 4 * workers + 1):
+            ahead.batch(step)
+        pooled = 4 * workers / (time.perf_counter() - started)
+    return {"batch": batch, "crop_samples": sampler.length, "batches_per_second_one_core": round(one_core, 3),
+            f"batches_per_second_{workers}_workers": round(pooled, 3)}
+
+
 def growth(rows: dict[int, dict], stage: str, key: str) -> dict[str, float]:
     sizes = sorted(rows)
     return {f"{a}->{b}": round(rows[b][stage][key] / max(rows[a][stage][key], 1e-9), 2)
@@ -176,6 +218,8 @@ def main() -> None:
                                                                               / per_size[middle]["prepare_audio"]["peak_rss_mib"], 2)}
     results["near_duplicates_random_fingerprints"] = near_duplicate_growth(args.near_duplicate_sizes)
     results["near_duplicates_planted_copies"] = planted
+    results["paper_profile_batches"] = paper_batches_per_second(ROOT / "data" / "audio_bank", ROOT / "data" / "query_bank.pt",
+                                                                workers=max(1, (os.cpu_count() or 2) - 1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps({k: results[k] for k in ("growth_per_10x_clips", "bank_with_10x_longer_clips")}, indent=1))

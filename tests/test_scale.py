@@ -84,3 +84,43 @@ def test_label_filter_runs_on_an_import_whose_classes_are_smaller_than_the_folds
     features = rng.standard_normal((30, 8)) + labels[:, None]
     ranks = out_of_fold_rank(features, labels, np.arange(30), LabelFilterConfig(folds=5))
     assert ranks.shape == (30,) and ranks.min() >= 1 and ranks.max() <= 10
+
+
+def test_worker_processes_draw_the_batches_the_loop_draws(separator_assets):
+    import torch
+
+    from marssep_core.separation.data import MixingConfig, MixtureSampler
+    from marssep_core.separation.prefetch import BatchPrefetcher
+    from marssep_core.separation.queries import QueryBank
+
+    sampler = MixtureSampler(load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries), "train",
+                             MixingConfig(crop_seconds=0.5, speed_range=0.1, tilt_range=0.5))
+    with BatchPrefetcher(lambda rng, size: sampler.sample(size, rng), 3, seed=7, rank=1, steps=range(2, 9), workers=2, depth=3) as ahead:
+        for step in range(2, 9):
+            got, expected = ahead.batch(step), sampler.sample(3, np.random.default_rng([7, step, 1]))
+            for name in ("mixture", "target", "interferer", "query"):
+                torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=0, atol=0)
+            assert got.target_class == expected.target_class
+        with pytest.raises(RuntimeError, match="step 3"):
+            ahead.batch(3)  # out of order: refused, never a wrong batch
+
+
+def test_training_with_data_workers_matches_training_without(separator_assets, tmp_path):
+    import json
+
+    from marssep_core.config import AudioConfig, build
+    from marssep_core.separation.separator import load_separator
+    from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
+    from tests.conftest import TINY_SEPARATOR_PARAMS
+
+    a, outputs = separator_assets, {}
+    for workers in (0, 2):
+        params = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
+        params["loop"].update(steps=4, eval_every=4, checkpoint_every=4, data_workers=workers)
+        out = tmp_path / str(workers)
+        run_supervised_stage(build(SupervisedConfig, params), AudioConfig(), a.raw, a.bank, a.queries, a.pairs,
+                             out / "sep.pt", out / "sup.json", out / "hist.csv", out / "run")
+        outputs[workers] = (pd.read_csv(out / "hist.csv"), load_separator(out / "sep.pt")[0].state_dict())
+    pd.testing.assert_frame_equal(outputs[0][0], outputs[2][0])
+    for key, value in outputs[0][1].items():
+        assert (value == outputs[2][1][key]).all(), key

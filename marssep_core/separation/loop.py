@@ -8,7 +8,8 @@ metric, a per-step history, and crash safety:
 - every ``checkpoint_every`` steps rank 0 writes ``run_dir/last.pt`` atomically (model, optimizer,
   scheduler, step, best weights, history); a killed run started again resumes from it;
 - a step's data comes from ``np.random.default_rng([seed, step, rank])``, so a resumed run draws
-  exactly the batches the uninterrupted run would have drawn;
+  exactly the batches the uninterrupted run would have drawn (and worker processes, with
+  ``data_workers``, draw those same batches ahead: ``prefetch.py``);
 - the checkpoint carries a fingerprint of the configuration; a run with different settings
   starts over instead of resuming someone else's state.
 """
@@ -37,6 +38,7 @@ from marssep_core.encoders.api import resolve_device
 from marssep_core.encoders.store import save_torch_atomic
 from marssep_core.encoders.train import warmup_cosine
 from marssep_core.io_utils import write_table_atomic
+from marssep_core.separation.prefetch import BatchPrefetcher
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,14 @@ class LoopConfig:
     device: str = "auto"  # cpu | cuda | auto
     bf16: bool = True  # autocast on CUDA only; CPU runs stay in float32
     seed: int = 0
+    data_workers: int = 0  # processes drawing batches ahead (prefetch.py; same batches); 0: in the loop
 
 
 class Task(Protocol):
+    """What a recipe trains. A task that also has ``draw(rng, batch_size) -> batch`` and
+    ``loss_on(model, batch, device)`` (with ``loss = loss_on(draw(rng))``) can have its batches drawn
+    in worker processes (``LoopConfig.data_workers``)."""
+
     def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one step on a fresh batch, and the scalars to log."""
 
@@ -172,33 +179,40 @@ def train_loop(
     interval = 0.1 if sys.stderr.isatty() else 30.0
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step",
                disable=not ranks.is_main, mininterval=interval)
-    for step in bar:
-        model.train()
-        rng = np.random.default_rng([cfg.seed, step, ranks.rank])
-        with autocast:
-            loss, scalars = task.loss(trained, rng, per_rank, device)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        row = {"step": step + 1, "loss": float(loss.item()), "grad_norm": float(grad_norm.item()), "lr": scheduler.get_last_lr()[0], **scalars}
-        done = step + 1 == cfg.steps
-        if ranks.is_main and ((step + 1) % cfg.eval_every == 0 or done):
-            model.eval()
-            with torch.no_grad(), autocast:
-                metrics = task.evaluate(model)
-            row.update({f"val_{k}": v for k, v in metrics.items()})
-            score = metrics[selection_metric]
-            if score > best["score"]:
-                best = {"score": float(score), "step": step + 1, "state": _cpu_state(model)}
-            bar.set_postfix({selection_metric: f"{score:.3f}"})
-            log.info("%s step %d: loss %.4f, val %s %.4f", desc, step + 1, row["loss"], selection_metric, score)
-        history.append(row)
-        if (step + 1) % cfg.checkpoint_every == 0 or done:
-            checkpoint(step + 1)
-        if ranks.world_size > 1 and (done or (step + 1) % cfg.eval_every == 0):
-            dist.barrier()
+    if cfg.data_workers and not hasattr(task, "draw"):
+        raise ValueError(f"{desc}: data_workers > 0 needs a task that draws its batches apart from its loss (no draw())")
+    prefetch = (BatchPrefetcher(task.draw, per_rank, cfg.seed, ranks.rank, range(start, cfg.steps), cfg.data_workers)
+                if cfg.data_workers else contextlib.nullcontext())
+    with prefetch as draw_ahead:
+        for step in bar:
+            model.train()
+            with autocast:
+                if draw_ahead is None:
+                    loss, scalars = task.loss(trained, np.random.default_rng([cfg.seed, step, ranks.rank]), per_rank, device)
+                else:
+                    loss, scalars = task.loss_on(trained, draw_ahead.batch(step), device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            row = {"step": step + 1, "loss": float(loss.item()), "grad_norm": float(grad_norm.item()), "lr": scheduler.get_last_lr()[0], **scalars}
+            done = step + 1 == cfg.steps
+            if ranks.is_main and ((step + 1) % cfg.eval_every == 0 or done):
+                model.eval()
+                with torch.no_grad(), autocast:
+                    metrics = task.evaluate(model)
+                row.update({f"val_{k}": v for k, v in metrics.items()})
+                score = metrics[selection_metric]
+                if score > best["score"]:
+                    best = {"score": float(score), "step": step + 1, "state": _cpu_state(model)}
+                bar.set_postfix({selection_metric: f"{score:.3f}"})
+                log.info("%s step %d: loss %.4f, val %s %.4f", desc, step + 1, row["loss"], selection_metric, score)
+            history.append(row)
+            if (step + 1) % cfg.checkpoint_every == 0 or done:
+                checkpoint(step + 1)
+            if ranks.world_size > 1 and (done or (step + 1) % cfg.eval_every == 0):
+                dist.barrier()
     digests = [state_digest(model.state_dict())]
     if ranks.world_size > 1:  # every replica reports its weights; DDP must have kept them equal
         digests = [None] * ranks.world_size

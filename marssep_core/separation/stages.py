@@ -27,7 +27,7 @@ from marssep_core.data.test_pairs import make_test_pairs
 from marssep_core.encoders.stages import open_data
 from marssep_core.encoders.store import load_encoder
 from marssep_core.io_utils import write_json_atomic, write_table_atomic
-from marssep_core.separation.data import MixingConfig, MixtureSampler, training_sampler
+from marssep_core.separation.data import MixBatch, MixingConfig, MixtureSampler, training_sampler
 from marssep_core.separation.evaluate import evaluate_pairs
 from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
@@ -101,7 +101,13 @@ class SupervisedTask:
         self.val_pairs, self.bank, self.queries, self.eval_batch = val_pairs, bank, queries, eval_batch
 
     def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = self.sampler.sample(batch_size, rng)
+        return self.loss_on(model, self.draw(rng, batch_size), device)
+
+    def draw(self, rng: np.random.Generator, batch_size: int) -> MixBatch:
+        """The step's mixtures (CPU; what ``data_workers`` processes draw ahead)."""
+        return self.sampler.sample(batch_size, rng)
+
+    def loss_on(self, model: nn.Module, batch: MixBatch, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         mixture, target = batch.mixture.to(device), batch.target.to(device)
         with torch.autocast(device.type, enabled=False):  # STFTs in float32
             spec = self.stft.forward(mixture)
