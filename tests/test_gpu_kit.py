@@ -28,10 +28,11 @@ def dry_run(tmp_path_factory) -> dict:
 def test_dry_run_measures_every_section_without_errors(dry_run):
     assert dry_run["dry_run"] and dry_run["environment"]["device"] == "cpu"
     sections = [dry_run["correctness"], dry_run["encoder_throughput"], dry_run["serving"],
-                *dry_run["separator_step"].values(), *dry_run["rl_step"].values()]
+                *dry_run["separator_step"].values(), *dry_run["rl_step"].values(), *dry_run["training_input"].values()]
     errors = [s["error"] for s in sections if "error" in s]
     assert not errors, errors
-    for run in [*dry_run["separator_step"].values(), *dry_run["rl_step"].values()]:
+    assert set(dry_run["training_input"]) == {"data_workers_0", "data_workers_2"}
+    for run in [*dry_run["separator_step"].values(), *dry_run["rl_step"].values(), *dry_run["training_input"].values()]:
         # timings on a loaded CPU at these sizes are noise (a difference of two short runs can come
         # out negative): the dry run proves the code path, the device run gives the figures
         assert math.isfinite(run["step_seconds"]) and run["losses_finite"]

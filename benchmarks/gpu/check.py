@@ -11,6 +11,8 @@ fails records its error and the rest still run, so one out-of-memory does not co
   (default, paper) and bf16 on/off. Seconds per step are the difference between a run of N2 and
   one of N1 steps over N2 - N1 (the loop's one-off costs, its final validation and checkpoint,
   cancel); peak memory of the longer run. Batch preparation on the CPU is timed on its own.
+- ``training_input``: the paper-profile step with its batch mixed by the real sampler, in the
+  training process and with ``data_workers`` processes drawing ahead (the CPU side of training).
 - ``rl_step``: ``train_loop`` with ``RLTask`` at the paper profile (G from params), the reward
   encoder tiny or ``imagebind_huge``-sized (the official audio tower's sizes, random weights).
 - ``encoder_throughput``: ``imagebind_huge`` (random weights) forward per modality under bf16.
@@ -136,6 +138,18 @@ def separator_step(sizes: fixtures.Sizes, device: torch.device, profile: str, bf
             "crop_samples": int(round(cfg.mixing.crop_seconds * audio.sample_rate)),
             "parameters": sum(p.numel() for p in separator.parameters()), **out,
             "cpu_batch_preparation_s": round(prepare, 3)}
+
+
+def training_input(sizes: fixtures.Sizes, device: torch.device, profile: str, workers: int) -> dict[str, Any]:
+    """A training step with its batch mixed for it (the real sampler, not a fixed batch): in the
+    training process (``workers`` 0) or drawn ahead by ``workers`` processes (``data_workers``)."""
+    separator, cfg, audio, bank, queries = supervised_setup(profile)
+    sampler = MixtureSampler(bank, queries, "train", cfg.mixing)
+    val = fixtures.validation_pairs(bank, min(1.0, cfg.mixing.crop_seconds))
+    task = SupervisedTask(cfg.loss, separator.stft, audio, sampler, val, bank, queries, 8)
+    loop = dataclasses.replace(cfg.loop, data_workers=workers)
+    out = timed_loop(separator.mask_net, task, loop, sizes.timed_steps, device, "si_sdri_text")
+    return {"profile": profile, "data_workers": workers, "batch": cfg.loop.batch_size, "bf16": cfg.loop.bf16 and device.type == "cuda", **out}
 
 
 def reward_encoder(name: str, device: torch.device) -> ImageBindModel:
@@ -388,6 +402,9 @@ def main(argv: list[str] | None = None) -> Path:
         for bf16 in ((True, False) if device.type == "cuda" else (False,)):
             section(results, "separator_step", lambda: separator_step(sizes, device, profile, bf16),
                     f"{profile}_bf16_{'on' if bf16 else 'off'}")
+    for workers in sizes.data_workers:
+        section(results, "training_input", lambda: training_input(sizes, device, "dry" if args.dry_run else "paper", workers),
+                f"data_workers_{workers}")
     rl_profile = "dry" if args.dry_run else "paper"
     for name in sizes.reward_encoders:
         section(results, "rl_step", lambda: rl_step(sizes, device, rl_profile, name), f"{rl_profile}_reward_{name}")

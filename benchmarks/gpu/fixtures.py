@@ -144,10 +144,12 @@ class Sizes:
     serving_batches: tuple[int, ...]
     onnx_batches: tuple[int, ...]
     correctness_steps: int
+    data_workers: tuple[int, ...]  # training_input: batch-mixing processes compared
 
 
 FULL = Sizes(profiles=("default", "paper"), timed_steps=(4, 24), rl_batch=None, reward_encoders=("tiny", "imagebind_huge"),
              encoder_batch=64, encoder_repeats=5, serving_seconds=600.0, serving_batches=(1, 8, 32),
-             onnx_batches=(1, 8), correctness_steps=10)
+             onnx_batches=(1, 8), correctness_steps=10, data_workers=(0, 12))
 DRY_RUN = Sizes(profiles=("dry",), timed_steps=(2, 3), rl_batch=2, reward_encoders=("tiny",), encoder_batch=2,
-                encoder_repeats=1, serving_seconds=12.0, serving_batches=(1, 2), onnx_batches=(1,), correctness_steps=6)
+                encoder_repeats=1, serving_seconds=12.0, serving_batches=(1, 2), onnx_batches=(1,), correctness_steps=6,
+                data_workers=(0, 2))
