@@ -13,6 +13,7 @@ Subcommands:
                    [--segment 10] [--overlap 0.25] [--batch-size 4] [--format wav|flac] [--subtype S]
                    [--input-root DIR] [--overwrite]
   marssep export models/separator_rl.pt --out models/onnx
+  marssep report [--summary]   (rebuild reports/eval.html from the evaluate stage's outputs; --summary: print SI-SDRi only)
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def get_parser() -> argparse.ArgumentParser:
     export.add_argument("model", type=Path, help="separator model file, e.g. models/separator_rl.pt")
     export.add_argument("--out", type=Path, required=True, help="bundle directory (replaced)")
     export.add_argument("--encoder", type=Path, default=None, help="query encoder (default: the one the model names)")
+    report = commands.add_parser("report", help="rebuild the listening page reports/eval.html from the evaluate stage's outputs")
+    report.add_argument("--summary", action="store_true", help="only print the SI-SDRi summary of metrics/eval.json")
+    report.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
+    report.add_argument("--table", type=Path, default=Path("metrics/eval_pairs.csv"))
+    report.add_argument("--pairs", type=Path, default=Path("data/clean/test_pairs.csv"))
+    report.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
+    report.add_argument("--queries", type=Path, default=Path("data/query_bank.pt"))
+    report.add_argument("--raw", type=Path, default=Path("data/raw"))
+    report.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
+                        help="separator models (default: supervised=models/separator_sup.pt rl=models/separator_rl.pt)")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="folder of eval.html and eval_files/")
+    report.add_argument("--params", type=Path, default=Path("params.yaml"))
     return parser
 
 
@@ -131,6 +144,24 @@ def main(argv: list[str] | None = None) -> int:
         from marssep_core.config import load_params, overlay_assignments
 
         print(" ".join(f"-S {shlex.quote(a)}" for a in overlay_assignments(load_params(args.profile))))
+        return 0
+    if args.command == "report":
+        import json
+
+        from marssep_core.config import AudioConfig, load_section
+        from marssep_core.evaluation.listening import PAGE, rebuild_listening_page, summary_text
+
+        if not args.metrics.is_file():
+            print(f"error: {args.metrics}: missing; run 'dvc repro evaluate' first", file=sys.stderr)
+            return 2
+        if args.summary:
+            print(summary_text(json.loads(args.metrics.read_text()), args.out / PAGE))
+            return 0
+        pairs = [m.split("=", 1) for m in (args.model or ["supervised=models/separator_sup.pt", "rl=models/separator_rl.pt"])]
+        page = rebuild_listening_page(args.pairs, args.table, args.metrics, args.bank, args.queries,
+                                      {name: Path(path) for name, path in pairs}, load_section(AudioConfig, "audio", args.params),
+                                      args.raw, args.out)
+        print(f"wrote {page}")
         return 0
     if args.command == "separate":
         from marssep_core.serving.cli import run_separate

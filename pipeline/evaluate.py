@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", type=Path, default=Path("models/judge.pt"))
     parser.add_argument("--judge-metrics", type=Path, default=Path("metrics/judge.json"))
     parser.add_argument("--out", type=Path, default=Path("metrics"), help="folder of eval.json and the tables")
-    parser.add_argument("--report", type=Path, default=Path("reports"), help="folder of eval.md and figures/")
+    parser.add_argument("--report", type=Path, default=Path("reports"), help="folder of eval.md, figures/ and eval.html")
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"), help="raw corpus (query pictures for eval.html)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process")
     args = parser.parse_args(argv)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run_evaluate_stage(
             load_section(EvaluateConfig, "evaluate", args.params), load_section(AudioConfig, "audio", args.params),
-            args.pairs, args.bank, args.queries, dict(args.model), args.judge, args.judge_metrics, args.out, args.report,
+            args.pairs, args.bank, args.queries, dict(args.model), args.judge, args.judge_metrics, args.out, args.report, args.raw,
         )
     except EvaluationError as err:
         print(f"evaluate: {err}", file=sys.stderr)

@@ -14,5 +14,6 @@ marssep data soundfonts --out data/soundfonts
 # clean checkout this reproduces the committed hashes and leaves the .dvc files unchanged.
 dvc commit --force data.dvc data/soundfonts.dvc
 dvc repro
-dvc metrics show
 dvc push
+# A short summary to read at a glance (every metric: dvc metrics show; listen: reports/eval.html).
+marssep report --summary

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import time
 import sys
 import types
 
@@ -66,11 +68,18 @@ def _stage(separator_assets, judged, tmp_path, cfg: EvaluateConfig, pairs: pd.Da
     (separator_assets.pairs if pairs is None else pairs).to_csv(pairs_path, index=False)
     return run_evaluate_stage(cfg, AudioConfig(), pairs_path, separator_assets.bank, separator_assets.queries,
                               {"supervised": out / "sep.pt"}, out / "judge.pt", out / "judge.json",
-                              tmp_path / "metrics", tmp_path / "reports")
+                              tmp_path / "metrics", tmp_path / "reports", separator_assets.raw)
 
 
-def test_evaluate_stage_writes_every_key_table_plot_and_report(separator_assets, judged, tmp_path):
-    metrics = _stage(separator_assets, judged, tmp_path, EvaluateConfig(workers=1, figures_per_corpus=1))
+@pytest.fixture(scope="module")
+def evaluated(separator_assets, judged, tmp_path_factory):
+    """One run of the stage on the tiny corpus: (output folder, metrics)."""
+    out = tmp_path_factory.mktemp("evaluated")
+    return out, _stage(separator_assets, judged, out, EvaluateConfig(workers=1, figures_per_corpus=1))
+
+
+def test_evaluate_stage_writes_every_key_table_plot_and_report(separator_assets, evaluated):
+    tmp_path, metrics = evaluated
     corpora = sorted(separator_assets.pairs["corpus"].unique())
     for corpus in [*corpora, "all"]:
         for system in ("mixture", "supervised", "oracle_irm"):
@@ -91,6 +100,75 @@ def test_evaluate_stage_writes_every_key_table_plot_and_report(separator_assets,
     assert "Table 1" in report and "Table 2" in report and "| Text | supervised |" in report
     figures = sorted((tmp_path / "reports" / "figures").glob("*.png"))
     assert len(figures) == len(corpora) and all(f"figures/{f.name}" in report for f in figures)
+    page = (tmp_path / "reports" / "eval.html").read_text()
+    # 2 corpora x 4 modalities x 4 picks; each: mixture, target, supervised, oracle (+ reference audio)
+    assert page.count("<section class='example'") == len(corpora) * 4 * 4
+    assert page.count("<audio ") >= len(corpora) * 4 * 4 * 4 and page.count("class='spectrogram'") == len(corpora) * 4 * 4
+    for link in re.findall(r"(?:src|href)='([^']+)'", page):
+        assert (tmp_path / "reports" / link).is_file(), link
+
+
+def test_the_listening_page_plays_every_clip_and_shows_every_picture_in_chromium(evaluated):
+    """The page in Debian's headless Chromium (scripts/test.sh installs it), served over HTTP:
+    every audio element loads and reports a duration, every image renders, no link is broken. The
+    screenshot is kept in test-artifacts/listening_page.png."""
+    import functools
+    import http.server
+    import threading
+    import urllib.request
+    from pathlib import Path
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    tmp_path, _ = evaluated
+    reports = tmp_path / "reports"
+    assert Path("/usr/bin/chromium").is_file() and Path("/usr/bin/chromedriver").is_file(), \
+        "Debian's chromium and chromium-driver are needed: bash scripts/test.sh installs them"
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(reports))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,2400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(base + "eval.html")
+        state = "return Array.from(document.querySelectorAll('audio')).map(a => [a.currentSrc, a.readyState, a.duration, a.error ? a.error.code : 0])"
+        deadline = time.monotonic() + 60
+        while True:
+            players = driver.execute_script(state)
+            if all(ready >= 1 or error for _, ready, _, error in players) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        images = driver.execute_script("return Array.from(document.images).map(i => [i.currentSrc, i.complete, i.naturalWidth])")
+        links = driver.execute_script("return Array.from(document.querySelectorAll('[src],[href]')).map(e => e.src || e.href)")
+        broken = []
+        for link in links:
+            try:
+                urllib.request.urlopen(link, timeout=10).close()
+            except OSError as err:
+                broken.append((link, repr(err)))
+        artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        driver.save_screenshot(str(artifacts / "listening_page.png"))
+    finally:
+        driver.quit()
+        server.shutdown()
+    assert len(players) >= 16 and len(images) >= 8
+    for src, ready, duration, error in players:
+        assert error == 0 and ready >= 1 and duration > 0.1, (src, ready, duration, error)  # crops here are 0.5 s
+    for src, complete, width in images:
+        assert complete and width > 0, src
+    assert links and not broken, broken
 
 
 def test_forked_bss_workers_give_the_same_table(separator_assets, judged, tmp_path):
@@ -146,3 +224,22 @@ def test_laion_clap_judge_resamples_to_48k_and_normalises(tmp_path, monkeypatch)
 def test_evaluate_config_rejects_unknown_modalities(separator_assets, judged, tmp_path):
     with pytest.raises(ValueError, match="modalities must be among"):
         _stage(separator_assets, judged, tmp_path, dataclasses.replace(EvaluateConfig(workers=1), modalities=("smell",)))
+
+
+def test_marssep_report_rebuilds_the_page_and_prints_a_short_summary(separator_assets, judged, evaluated, tmp_path, capsys):
+    from marssep_core.cli import main
+
+    out, _ = evaluated
+    judge_dir, _ = judged
+    assert main(["report", "--summary", "--metrics", str(out / "metrics" / "eval.json"), "--out", str(tmp_path)]) == 0
+    summary = capsys.readouterr().out
+    assert "supervised" in summary and "oracle_irm" in summary and len(summary.splitlines()) <= 16
+    assert max(len(line) for line in summary.splitlines()) < 120  # readable, unlike `dvc metrics show`
+    params = tmp_path / "params.yaml"
+    params.write_text("audio: {sample_rate: 16000}\n")
+    assert main(["report", "--metrics", str(out / "metrics" / "eval.json"), "--table", str(out / "metrics" / "eval_pairs.csv"),
+                 "--pairs", str(out / "pairs.csv"), "--bank", str(separator_assets.bank), "--queries", str(separator_assets.queries),
+                 "--raw", str(separator_assets.raw), "--model", f"supervised={judge_dir / 'sep.pt'}", "--out", str(tmp_path / "rebuilt"),
+                 "--params", str(params)]) == 0
+    assert (tmp_path / "rebuilt" / "eval.html").read_text() == (out / "reports" / "eval.html").read_text()
+    assert main(["report", "--metrics", str(tmp_path / "none.json")]) == 2

@@ -3,7 +3,8 @@
 Writes ``metrics/eval.json`` (flat ``<corpus>.<system>.<modality>.<metric>`` keys with ``_sem``
 twins, judge accuracy, error counts, paired differences against the supervised model),
 ``metrics/eval_pairs.csv`` (one row per unit), ``metrics/eval_errors.csv``, quantile curves of
-SI-SDRi and CLAP_t for ``dvc plots``, ``reports/eval.md`` and spectrogram PNGs.
+SI-SDRi and CLAP_t for ``dvc plots``, ``reports/eval.md``, spectrogram PNGs and the listening page
+``reports/eval.html`` (``listening.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from marssep_core.evaluation.aggregate import distribution, paired_difference, s
 from marssep_core.evaluation.clap import LaionClapJudge
 from marssep_core.evaluation.figures import spectrogram_figure
 from marssep_core.evaluation.judge import SemanticJudge, load_judge
+from marssep_core.evaluation.listening import write_listening_page
 from marssep_core.evaluation.report import render_report
 from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError, EvaluationResult, evaluate_systems
 from marssep_core.io_utils import write_json_atomic, write_table_atomic, write_text_atomic
@@ -50,7 +52,8 @@ def open_judge(cfg: EvaluateConfig, judge_path: Path, judge_metrics: Path | None
     }
 
 
-def _load_models(models: dict[str, Path], queries: QueryBank) -> dict[str, Separator]:
+def load_models(models: dict[str, Path], queries: QueryBank) -> dict[str, Separator]:
+    """Separator models by name; refuses one trained with another encoder than the query bank's."""
     separators = {}
     for name, path in models.items():
         separator, info = load_separator(path)
@@ -90,6 +93,7 @@ def run_evaluate_stage(
     judge_metrics: Path | None,
     out_dir: Path,
     report_dir: Path,
+    raw_dir: Path,
 ) -> dict[str, Any]:
     """Run the evaluation and write every output; raises ``EvaluationError`` (after writing the
     tables) when more units failed than ``cfg.max_error_rate`` allows."""
@@ -98,7 +102,7 @@ def run_evaluate_stage(
     bank = load_audio_bank(bank_dir)
     queries = QueryBank.load(queries_path)
     judge, judge_info = open_judge(cfg, judge_path, judge_metrics)
-    separators = _load_models(models, queries)
+    separators = load_models(models, queries)
     result = evaluate_systems(pairs, bank, queries, separators, judge, audio, cfg)
     systems = ["mixture", *separators, "oracle_irm"]
     errors = _error_budget(result, len(pairs), len(systems), len(cfg.modalities), cfg.max_error_rate)
@@ -132,6 +136,7 @@ def run_evaluate_stage(
             figures.append(pair_id)
     report = render_report(summary, corpora, systems, list(cfg.modalities), judge_info, errors, paired, figures)
     write_text_atomic(report_dir / "eval.md", report)
+    write_listening_page(pairs, result.table, summary, bank, queries, separators, audio, raw_dir, report_dir)
     write_json_atomic(out_dir / "eval.json", metrics)
     log.info("evaluated %d units (%d failed) in %.0f s", errors["units"], errors["failed"], time.monotonic() - started)
     if errors["rate"] > cfg.max_error_rate:
