@@ -29,19 +29,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_measured(args: list[str]) -> dict[str, float]:
     """Run ``args``; return wall seconds and peak RSS (MiB) of the whole process tree."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            tree = [parent, *parent.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    output = proc.stdout.read() if proc.stdout else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{output[-3000:]}")
+    # output goes to a file, not a pipe: a stage's progress bars over tens of thousands of clips
+    # fill a pipe's buffer, and a child blocked writing to an unread pipe never finishes
+    with tempfile.TemporaryFile("w+") as output:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True)
+        parent = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        if proc.returncode != 0:
+            output.seek(0)
+            raise RuntimeError(f"{' '.join(args)} failed:\n{output.read()[-3000:]}")
     return {"seconds": round(time.perf_counter() - start, 2), "peak_rss_mib": round(peak / 2**20, 1)}
 
 

@@ -10,7 +10,7 @@ default corpus is built, planted copies of its clips found by the LSH search vs 
 pairs, and how many paper-profile training batches one core mixes per second (to size
 ``data_workers`` for a GPU).
 
-    python benchmarks/bench_scale.py                        # 500, 5,000, 50,000 clips (~30 min, 2 cores)
+    python benchmarks/bench_scale.py                        # 500, 5,000, 50,000 clips (~20 min, 2 cores)
     python benchmarks/bench_scale.py --sizes 200 2000       # quicker
 Results: ``benchmarks/results/scale.json``; the growth factor per 10x clips is stage time (or
 memory) at 10x the clips over the time at 1x.

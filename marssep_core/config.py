@@ -137,8 +137,12 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return data
 
 
-def build(cls: type[T], values: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, recursing into nested dataclass fields."""
+def build(cls: type[T], values: dict[str, Any] | None, where: str = "", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from a mapping, recursing into nested dataclass fields.
+
+    Keys left out keep ``base``'s values (default: ``cls``'s defaults); a nested mapping starts
+    from its field's default in the enclosing class, so ``{"loop": {"lr": 0.1}}`` keeps the rest
+    of the section's own loop settings (e.g. the ``rl`` section's), not ``LoopConfig``'s."""
     values = dict(values or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
@@ -151,11 +155,20 @@ def build(cls: type[T], values: dict[str, Any] | None, where: str = "") -> T:
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{name}: expected a mapping, got {value!r}")
-            value = build(hint, value, f"{where}.{name}")
+            value = build(hint, value, f"{where}.{name}", getattr(base, name) if base is not None else field_default(fields[name]))
         else:
             value = _coerce(hint, value, f"{where}.{name}")
         kwargs[name] = value
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def field_default(field: dataclasses.Field) -> Any:
+    """A dataclass field's default value (``None`` when it has none)."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:

@@ -70,7 +70,7 @@ class FakeRenders:
 def test_renders_replace_instrument_sources_only(separator_assets):
     bank, queries = load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries)
     renders = FakeRenders({"low": 0, "high": 1})
-    sampler = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5, render_prob=1.0), renders)
+    sampler = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5, speed_range=0.0, tilt_range=0.0, render_prob=1.0), renders)
     batch = sampler.sample(24, np.random.default_rng(3))
     torch.testing.assert_close(batch.mixture, batch.target + batch.interferer)
     for row, label in enumerate(batch.target_class):

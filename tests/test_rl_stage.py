@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,3 +123,43 @@ def test_inner_epochs_reuse_the_rollout_so_ratios_move(separator_assets, rl_inpu
 def test_rl_config_rejects_unknown_selection(separator_assets, rl_inputs, tmp_path):
     with pytest.raises(ValueError, match="rl.select"):
         _run(separator_assets, rl_inputs, tmp_path, select="loss")
+
+
+def test_reward_probe_ranks_draws_as_the_reward_does(separator_assets, rl_inputs, tmp_path):
+    from marssep_core.rl.probe import ProbeConfig, run_probe_stage
+
+    def probe(weights: dict, name: str) -> dict:
+        params = {**TINY_RL_PARAMS, "reward_mlbp": str(rl_inputs / "mlbp.pt"), "reward_encoder": str(separator_assets.encoder),
+                  "reward": {"fusion": "mean", "weights": weights}}
+        return run_probe_stage(ProbeConfig(group_size=4, seed=1, patches=((1, 1), (16, 8))), build(RLConfig, params),
+                               separator_assets.raw, separator_assets.bank, separator_assets.queries, rl_inputs / "sep.pt",
+                               rl_inputs / "judge.pt", tmp_path / name)
+
+    pure_si_sdr = probe({"semantic": 0.0, "si_sdr": 1.0, "leakage": 0.0}, "si_sdr.json")
+    assert json.loads((tmp_path / "si_sdr.json").read_text()) == json.loads(json.dumps(pure_si_sdr))
+    assert set(pure_si_sdr["by_patch"]) == {"1x1", "16x8"}
+    for patch, by_corpus in pure_si_sdr["by_patch"].items():
+        for corpus, figures in by_corpus.items():
+            # a reward that is SI-SDR ranks every group exactly as SI-SDR does, and the clean target first
+            assert figures["spearman_reward_si_sdr"]["mean"] == pytest.approx(1.0), (patch, corpus)
+            assert figures["target_over_mixture"] == figures["target_over_interferer"] == 1.0
+            assert figures["within_group_si_sdr_std_db"]["mean"] > 0  # the draws of a group differ
+    semantic = probe({"semantic": 1.0, "si_sdr": 0.0, "leakage": 0.0}, "semantic.json")
+    for figures in semantic["by_patch"]["1x1"].values():  # an untrained encoder's reward is not SI-SDR
+        assert -1.0 <= figures["spearman_reward_si_sdr"]["mean"] < 0.99
+
+
+def test_patch_masks_share_one_action_per_patch_and_keep_the_proposal_at_its_mode():
+    from marssep_core.rl.policy import sample_masks, sample_patch_masks
+
+    proposal = torch.rand(2, 20, 11, generator=torch.Generator().manual_seed(0)).clamp(0.05, 0.95)
+    masks, actions = sample_patch_masks(proposal, 9.0, 3, (8, 4), torch.Generator().manual_seed(1))
+    assert masks.shape == (3, 2, 20, 11) and actions.shape == (3, 2, 3, 3)
+    logit_shift = torch.logit(masks) - torch.logit(proposal)[None]
+    block = logit_shift[:, :, 8:16, 4:8]  # one full patch: every bin moved by the same offset
+    torch.testing.assert_close(block, block[:, :, :1, :1].expand_as(block), atol=1e-4, rtol=0)
+    assert not torch.allclose(logit_shift[:, :, :8, :4].mean(), logit_shift[:, :, 8:16, 4:8].mean())
+    # larger patches: draws differ more across a group than per-bin draws do, once averaged over the mask
+    per_bin = sample_masks(proposal, 9.0, 64, torch.Generator().manual_seed(2))
+    patched, _ = sample_patch_masks(proposal, 9.0, 64, (8, 4), torch.Generator().manual_seed(2))
+    assert patched.mean(dim=(2, 3)).std(dim=0).mean() > 2 * per_bin.mean(dim=(2, 3)).std(dim=0).mean()

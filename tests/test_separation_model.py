@@ -11,7 +11,7 @@ from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.evaluation.signal import ideal_ratio_mask, si_sdr, si_sdr_improvement
 from marssep_core.separation.losses import binary_target_mask, weighted_bce
-from marssep_core.separation.model import MaskNetConfig, MaskUNet, warp_matrices
+from marssep_core.separation.model import MaskNetConfig, MaskUNet, query_head, warp_matrices
 from marssep_core.separation.separator import Separator, load_separator, save_separator
 
 TINY = MaskNetConfig(n_freq=65, query_dim=8, warp_bins=16, downs=2, channels=4, mask_channels=4)
@@ -37,6 +37,20 @@ def test_mask_net_shapes_and_range(cfg, frames):
     mask = net.mask(magnitude, torch.randn(3, cfg.query_dim))
     assert mask.shape == (3, cfg.n_freq, frames)
     assert mask.min() >= 0 and mask.max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 128, 320), (4, 32, 128, 64), (3, 16, 32, 33), (8, 32, 128, 256)])
+def test_query_head_is_bit_identical_to_the_einsum_forward_and_backward(shape):
+    """The head was ``einsum("bkft,bk->bft")``; trained models must not change with its form."""
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(shape, generator=generator, requires_grad=True)
+    weights = torch.randn(shape[0], shape[1] + 1, generator=generator, requires_grad=True)
+    reference = torch.einsum("bkft,bk->bft", features, weights[:, :-1]) + weights[:, -1, None, None]
+    ours = query_head(features, weights)
+    assert torch.equal(ours, reference)
+    for a, b in zip(torch.autograd.grad(reference.square().sum(), (features, weights)),
+                    torch.autograd.grad(ours.square().sum(), (features, weights))):
+        assert torch.equal(a, b)
 
 
 def test_the_query_changes_the_mask():

@@ -168,21 +168,28 @@ def test_short_and_non_finite_mixtures_and_unexpected_errors_stop_no_batch(tmp_p
     from marssep_core.serving.batch import BatchOptions, Job, run_batch
     from marssep_core.serving.engine import load_engine
 
-    for name, samples in (("one", 1), ("short", 300), ("frame", 1500)):
-        save_audio(tmp_path / f"{name}.wav", synth_clip("tone", 1, 1.0)[:samples], 16000)
-    nan = synth_clip("tone", 2, 1.0)
-    nan[8000] = np.nan
-    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    short = [(f"n{samples}-{rate}", samples, rate) for rate in (16000, 44100) for samples in (1, 300, 511, 1500)]
+    for name, samples, rate in short:
+        save_audio(tmp_path / f"{name}.wav", synth_clip("tone", 1, 1.0)[:samples], rate)
+    for name, value in (("nan", np.nan), ("inf", np.inf)):
+        bad = synth_clip("tone", 2, 1.0)
+        bad[8000] = value
+        sf.write(tmp_path / f"{name}.wav", bad, 16000, subtype="FLOAT")
     save_audio(tmp_path / "good.wav", synth_clip("noise", 3, 1.0), 16000)
-    jobs = [Job(name, tmp_path / f"{name}.wav", text=["a tone sound"]) for name in ("one", "short", "nan", "frame", "good")]
+    names = [name for name, _, _ in short[:4]] + ["nan", "inf"] + [name for name, _, _ in short[4:]] + ["good"]
+    jobs = [Job(name, tmp_path / f"{name}.wav", text=["a tone sound"]) for name in names]
     engine = load_engine("onnx", tiny_bundle, device="cpu")
     results = run_batch(engine, jobs, BatchOptions(tmp_path / "out")).set_index("id")
-    assert results.loc[["one", "short", "frame", "good"], "status"].tolist() == ["ok"] * 4
-    for name, samples in (("one", 1), ("short", 300), ("frame", 1500)):
-        assert sf.info(tmp_path / "out" / f"{name}.wav").frames == samples
-    assert results.loc["nan", "status"] == "failed"
-    assert results.loc["nan", "error"].startswith("non_finite:") and "0.500 s" in results.loc["nan", "error"]
-    assert not (tmp_path / "out" / "nan.wav").exists()
+    assert results.index.tolist() == names  # every row ran, the ones after the bad rows too
+    assert results.loc[[name for name, _, _ in short] + ["good"], "status"].tolist() == ["ok"] * (len(short) + 1)
+    for name, samples, rate in short:  # separated at the input's rate and cropped back to its length
+        info = sf.info(tmp_path / "out" / f"{name}.wav")
+        assert (info.frames, info.samplerate) == (samples, rate)
+        assert np.isfinite(sf.read(tmp_path / "out" / f"{name}.wav")[0]).all()
+    for name in ("nan", "inf"):
+        assert results.loc[name, "status"] == "failed"
+        assert results.loc[name, "error"].startswith("non_finite:") and "0.500 s" in results.loc[name, "error"]
+        assert not (tmp_path / "out" / f"{name}.wav").exists()
 
     class Broken:
         provider = "broken"
@@ -193,8 +200,11 @@ def test_short_and_non_finite_mixtures_and_unexpected_errors_stop_no_batch(tmp_p
             raise RuntimeError("the mask network failed")
 
     broken = dataclasses.replace(engine, masker=Broken())
-    results = run_batch(broken, jobs[3:], BatchOptions(tmp_path / "out2")).set_index("id")
+    results = run_batch(broken, jobs[-2:], BatchOptions(tmp_path / "out2")).set_index("id")
     assert results["status"].tolist() == ["failed", "failed"]
     assert results.loc["good", "error"] == "error: RuntimeError: the mask network failed"
+    query = engine.encoder.text(["x"])
     with pytest.raises(Exception, match="non-finite"):
-        engine.separate_array(np.full((1, 4000), np.inf, dtype=np.float32), engine.encoder.text(["x"]))
+        engine.separate_array(np.full((1, 4000), np.inf, dtype=np.float32), query)
+    for samples in (1, 300, 511):  # the Python API pads and crops as the batch does
+        assert engine.separate_array(np.full((2, samples), 0.1, dtype=np.float32), query).shape == (2, samples)

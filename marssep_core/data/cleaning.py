@@ -166,13 +166,16 @@ def _lsh_candidate_pairs(prefix_words: np.ndarray) -> np.ndarray:
     """Sorted unique ``(i, j)`` pairs, ``i < j``, of clips sharing at least one LSH key (see
     ``LSH_BANDS``); ``prefix_words (clips, frames)`` are the fingerprint frames keys draw from."""
     count, frames = prefix_words.shape
-    bits = np.unpackbits(prefix_words.astype(">u4").view(np.uint8).reshape(count, frames * 4), axis=1)
+    # one contiguous row per fingerprint bit, so a key reads 24 rows instead of gathering 24
+    # scattered columns from every clip's row (that gather stopped fitting in cache and made
+    # 32,000 clips cost 9x 8,000)
+    bit_rows = np.ascontiguousarray(np.unpackbits(prefix_words.astype(">u4").view(np.uint8).reshape(count, frames * 4), axis=1).T)
     rng = np.random.default_rng(LSH_SEED)
     weights = (1 << np.arange(LSH_BITS_PER_BAND, dtype=np.int64))
     found = []
     for _ in range(LSH_BANDS):
-        positions = rng.choice(bits.shape[1], size=LSH_BITS_PER_BAND, replace=False)
-        keys = bits[:, positions].astype(np.int64) @ weights
+        positions = rng.choice(bit_rows.shape[0], size=LSH_BITS_PER_BAND, replace=False)
+        keys = weights @ bit_rows[positions].astype(np.int64)
         order = np.argsort(keys, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(keys[order]) != 0])
         sizes = np.diff(np.r_[starts, count])

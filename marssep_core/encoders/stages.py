@@ -8,7 +8,7 @@ pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ class FusionTrainConfig:
     seed: int = 0
 
 
+ALIGNMENT = EncoderTrainConfig(steps=200, batch_size=64, warmup=20, eval_every=50)
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """``encoder`` params section: backbone, then one training config per stage."""
@@ -55,9 +58,10 @@ class EncoderConfig:
     backbone: str = "tiny"
     imagebind_checkpoint: str = ""  # a local imagebind_huge.pth (with backbone imagebind_huge)
     pretrain: EncoderTrainConfig = EncoderTrainConfig()
-    stage1: EncoderTrainConfig = EncoderTrainConfig()
-    stage2: EncoderTrainConfig = EncoderTrainConfig()
-    stage3: EncoderTrainConfig = EncoderTrainConfig()
+    # the alignment stages are shorter, with larger batches; each has its own seed
+    stage1: EncoderTrainConfig = replace(ALIGNMENT, seed=1)
+    stage2: EncoderTrainConfig = replace(ALIGNMENT, seed=2)
+    stage3: EncoderTrainConfig = replace(ALIGNMENT, seed=3)
     fusion: FusionTrainConfig = FusionTrainConfig()
 
 

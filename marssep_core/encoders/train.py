@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class EncoderTrainConfig:
     """One training run (pretraining or one alignment stage)."""
 
-    steps: int = 600
+    steps: int = 500
     batch_size: int = 48
     lr: float = 1e-3
     weight_decay: float = 0.01

@@ -48,7 +48,8 @@ class RLConfig(PolicyConfig):
     select: str = "reward"  # validation metric that picks the saved checkpoint
     hacking_margin: float = 0.5  # judge CLAP_t drop (points) that, with a rising reward, flags hacking
     mixing: MixingConfig = MixingConfig()
-    loop: LoopConfig = LoopConfig()
+    # fine-tuning: fewer steps at a tenth of the supervised learning rate, half the batch
+    loop: LoopConfig = LoopConfig(steps=400, batch_size=16, lr=2e-4, warmup=20, eval_every=50, checkpoint_every=25)
     validation: ValidationConfig = ValidationConfig()
 
 

@@ -38,7 +38,7 @@ class PolicyConfig:
     kappa_final: float = 9.0  # linear annealing from kappa to kappa_final over the run
     group_size: int = 4
     clip_eps: float = 0.2
-    entropy_coef: float = 0.1
+    entropy_coef: float = 0.0  # the paper's 0.1 drives every mask bin towards 0.5 here (docs/rl.md)
     kl_coef: float = 0.01
     inner_epochs: int = 1
     baseline_decay: float = 0.92
@@ -89,7 +89,7 @@ class RLTask:
         self.reward, self.anchors, self.judge, self.eval_batch = reward, anchors, judge, eval_batch
         self.baseline = EmaBaseline(cfg.baseline_decay)
         self.calls, self.rollout = 0, None
-        self.val = _ValidationSet(val_pairs, bank, queries, anchors.queries, reward)
+        self.val = ValidationSet(val_pairs, bank, queries, anchors.queries, reward)
 
     def kappa_at(self, call: int) -> float:
         progress = min(1.0, (call // self.cfg.inner_epochs) * self.cfg.inner_epochs / max(1, self.steps))
@@ -157,7 +157,7 @@ class RLTask:
         return out
 
 
-class _ValidationSet:
+class ValidationSet:
     """Validation pairs turned into signals, policy queries and reward anchors once."""
 
     def __init__(self, pairs: pd.DataFrame, bank: AudioBank, queries: QueryBank, reward_queries: QueryBank, reward: RewardModel):

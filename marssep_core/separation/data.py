@@ -31,7 +31,7 @@ from marssep_core.separation.queries import OMNI_WEIGHTS, QueryBank, combine, mi
 class MixingConfig:
     """How training mixtures and queries are drawn."""
 
-    crop_seconds: float = 2.0
+    crop_seconds: float = 1.0
     snr_db_min: float = -5.0
     snr_db_max: float = 5.0
     same_corpus: bool = True
@@ -39,8 +39,8 @@ class MixingConfig:
     # augmentation of each source (the everyday classes have 3-27 recordings each): speed change
     # by resampling (pitch and tempo, as a tape) by a factor in [1 - s, 1 + s], and a random
     # first-order spectral tilt y[n] = x[n] - a x[n-1], a in [-t, t]
-    speed_range: float = 0.0
-    tilt_range: float = 0.0
+    speed_range: float = 0.15
+    tilt_range: float = 0.5
     # instrument sources rendered on the fly: the probability that an instrument-class source is a
     # fresh melody on a random soundfont of ``render_soundfonts`` (keys of data/soundfonts)
     render_prob: float = 0.0

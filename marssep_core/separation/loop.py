@@ -50,14 +50,14 @@ class LoopConfig:
     """Optimisation and bookkeeping of one training run (``batch_size`` is global: each of the
     ``world_size`` processes draws ``batch_size // world_size`` items)."""
 
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 1e-3
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
     weight_decay: float = 0.01
     warmup: int = 50
     grad_clip: float = 1.0
-    eval_every: int = 200
-    checkpoint_every: int = 100
+    eval_every: int = 250
+    checkpoint_every: int = 50
     device: str = "auto"  # cpu | cuda | auto
     bf16: bool = True  # autocast on CUDA only; CPU runs stay in float32
     seed: int = 0

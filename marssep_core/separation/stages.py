@@ -54,7 +54,7 @@ class UNetParams:
 class ValidationConfig:
     """Validation pairs drawn from the val split like the test pairs (selection: text SI-SDRi)."""
 
-    pairs_per_corpus: int = 100
+    pairs_per_corpus: int = 50
     crop_seconds: float = 4.0
     seed: int = 4321
     batch: int = 32

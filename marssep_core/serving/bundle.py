@@ -106,8 +106,8 @@ def read_bundle(directory: str | Path) -> BundleInfo:
 class OnnxMasker:
     """``(magnitude (B, F, T), query (B, D)) -> mask (B, F, T)`` float32 numpy, on onnxruntime."""
 
-    def __init__(self, path: Path, device: str = "auto", threads: int = 0):
-        self.session = open_session(path, device, threads)
+    def __init__(self, path: Path, device: str = "auto", threads: int = 0, spinning: bool = False):
+        self.session = open_session(path, device, threads, spinning)
         self.provider = provider_of(self.session)
         self.device = torch.device("cpu")  # inputs and outputs cross as host arrays whatever the provider
 

@@ -110,10 +110,13 @@ class Engine:
             windows = np.pad(windows, ((0, 0), (0, 0), (0, self.stft.n_fft - samples)))
         device = self.masker.device
         with torch.inference_mode():
-            magnitude, phase = self.stft.magnitude_phase(torch.from_numpy(windows.reshape(count * channels, -1)).to(device))
+            spec = self.stft.forward(torch.from_numpy(windows.reshape(count * channels, -1)).to(device))
+            magnitude = spec.abs()
             queries = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(device).expand(count * channels, -1)
             mask = self.masker.masks(magnitude, queries.contiguous())
-            estimate = self.stft.from_magnitude_phase(mask * magnitude, phase, windows.shape[-1])
+            # a real mask times the complex spectrum is |X| m e^{i angle X}, without computing the
+            # angle and rebuilding the polar form
+            estimate = self.stft.inverse(mask * spec, windows.shape[-1])
         return estimate.cpu().numpy().reshape(count, channels, -1)[..., :samples]
 
     def _stream(self, channels: int, query: torch.Tensor, total_samples: int) -> StreamingOverlapAdd:

@@ -66,7 +66,7 @@ def requested_providers(device: str, available: list[str]) -> list[str]:
     return [CPU]
 
 
-def open_session(path: Path, device: str = "auto", threads: int = 0) -> Any:
+def open_session(path: Path, device: str = "auto", threads: int = 0, spinning: bool = False) -> Any:
     """An ``InferenceSession`` for ``path`` on ``device``; ``threads`` 0 lets onnxruntime choose.
 
     ``cuda`` that does not load is an error; ``auto`` falls back to the CPU with a warning.
@@ -76,6 +76,10 @@ def open_session(path: Path, device: str = "auto", threads: int = 0) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.enable_cpu_mem_arena = False
+    # no busy-waiting between runs by default: the engine's STFT, iSTFT and overlap-add run on
+    # torch's threads between two mask passes, and spinning threads slow them (measured both ways:
+    # benchmarks/profile_serving.py, docs/serving.md)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3  # onnxruntime's own warnings (e.g. the CUDA fallback) are reported below
     session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
     got = session.get_providers()[0]
