@@ -63,3 +63,41 @@ def test_saved_encoder_bytes_are_reproducible(tmp_path):
     save_encoder(tmp_path / "a.pt", model, 0.07, {"stage": "x"})
     save_encoder(tmp_path / "b.pt", model, 0.07, {"stage": "x"})
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_a_served_query_is_the_evaluations_omni_query_for_the_same_embeddings(separator_assets):
+    """`marssep separate --text --audio --image` builds the query the evaluation scores as omni."""
+    import pandas as pd
+
+    from marssep_core.encoders.api import QueryEmbedder
+    from marssep_core.separation.api import embed_query
+    from marssep_core.separation.data import pair_queries
+    from marssep_core.separation.queries import QueryBank
+
+    bank = QueryBank.load(separator_assets.queries)
+
+    class BankEmbedder(QueryEmbedder):  # the query bank's embeddings, looked up by what is passed
+        def __init__(self):
+            super().__init__(77, 128, 204, 224, torch.device("cpu"))
+
+        def _embed(self, modality, inputs):
+            raise AssertionError("looked up, never embedded")
+
+        def text(self, texts):
+            return torch.stack([bank.text[bank.texts.index(t)] for t in texts])
+
+        def audio(self, clips, sample_rate=None):
+            return bank.audio_of(list(clips))
+
+        def image(self, images):
+            return bank.image_of(list(images))
+
+    pairs = pd.DataFrame(separator_assets.pairs)
+    with_image = pairs[pairs["query_image"] != ""].head(3)
+    without_image = with_image.assign(query_image="")  # the same pairs when the class has no picture
+    assert len(with_image)
+    for _, pair in pd.concat([with_image, without_image]).iterrows():
+        expected = pair_queries(pd.DataFrame([pair]), bank)["omni"]
+        text = bank.texts[bank.classes.index(pair["target_class"])]
+        served = embed_query(BankEmbedder(), text=text, audio=pair["query_audio_clip"], image=pair["query_image"] or None)
+        torch.testing.assert_close(served, expected, atol=1e-6, rtol=0)

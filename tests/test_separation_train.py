@@ -19,7 +19,8 @@ import yaml
 from marssep_core.config import AudioConfig, build
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.separation.data import MixingConfig, MixtureSampler, pair_queries, pair_signals
-from marssep_core.separation.queries import QueryBank, combine, mixup_queries, negative_query
+from marssep_core.encoders.fusion import combine
+from marssep_core.separation.queries import QueryBank, mixup_queries, negative_query
 from marssep_core.separation.separator import load_separator
 from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
 from tests.conftest import TINY_SEPARATOR_PARAMS

@@ -22,6 +22,7 @@ from PIL import Image
 
 from marssep_core.audio.io import load_audio, to_mono
 from marssep_core.audio.resample import resample
+from marssep_core.encoders.fusion import OMNI_WEIGHTS, combine
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input, image_to_model_input
 from marssep_core.encoders.store import load_encoder
@@ -90,7 +91,8 @@ class QueryEmbedder(ABC):
         image: Sequence[Image.Image | str | Path] | None = None,
         weights: dict[str, float] | None = None,
     ) -> torch.Tensor:
-        """A combined query ``(B, D)`` from any non-empty subset of modalities (equal batch sizes)."""
+        """A combined query ``(B, D)`` from any non-empty subset of modalities (equal batch sizes),
+        weighted by ``weights`` (default ``OMNI_WEIGHTS``, as the evaluation's omni query)."""
         parts = {"text": self.text(text) if text else None, "audio": self.audio(audio) if audio else None,
                  "vision": self.image(image) if image else None}
         present = {m: e for m, e in parts.items() if e is not None}
@@ -99,9 +101,7 @@ class QueryEmbedder(ABC):
         sizes = {e.shape[0] for e in present.values()}
         if len(sizes) > 1:
             raise ValueError(f"query modalities have different batch sizes: { {m: e.shape[0] for m, e in present.items()} }")
-        weights = weights or {}
-        total = sum(weights.get(m, 1.0) * e for m, e in present.items())
-        return F.normalize(total, dim=-1)
+        return combine(present, OMNI_WEIGHTS if weights is None else weights)
 
 
 class QueryEncoder(QueryEmbedder):

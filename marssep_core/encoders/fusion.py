@@ -18,6 +18,18 @@ from torch import nn
 
 FUSION_KINDS = ("mlbp", "mean", "audio", "text")
 FUSED = ("audio", "text", "vision")
+# how a query of several modalities is weighted, everywhere one is built: `marssep separate`, the
+# Python API and the evaluation's omni query (pictures and texts name the class; a reference clip
+# also carries its recording's other sounds)
+OMNI_WEIGHTS = {"vision": 2.0, "text": 2.0, "audio": 1.0}
+
+
+def combine(embeddings: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> torch.Tensor:
+    """``normalize(sum_m w_m normalize(e_m))`` over the given ``(B, D)`` embeddings (``w_m`` 1 when
+    ``weights`` leaves ``m`` out): the one way modality embeddings are combined into a query."""
+    weights = weights or {}
+    total = sum(weights.get(m, 1.0) * F.normalize(e, dim=-1) for m, e in embeddings.items())
+    return F.normalize(total, dim=-1)
 
 
 class MLBPFusion(nn.Module):
@@ -57,10 +69,10 @@ def fuse(kind: str, inputs: dict[str, torch.Tensor | None], mlbp: MLBPFusion | N
             raise ValueError("fusion 'mlbp' needs a trained MLBPFusion module")
         return mlbp(inputs)
     if kind == "mean":
-        present = [F.normalize(v, dim=-1) for v in inputs.values() if v is not None]
+        present = {m: v for m, v in inputs.items() if v is not None}
         if not present:
             raise ValueError("fusion 'mean' needs at least one modality")
-        return F.normalize(torch.stack(present).mean(dim=0), dim=-1)
+        return combine(present)
     if kind in ("audio", "text"):
         if inputs.get(kind) is None:
             raise ValueError(f"fusion '{kind}' needs the {kind} embedding")

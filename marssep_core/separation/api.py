@@ -29,6 +29,7 @@ from PIL import Image
 from marssep_core.audio.io import load_audio
 from marssep_core.audio.resample import resample
 from marssep_core.encoders.api import QueryEmbedder
+from marssep_core.encoders.fusion import OMNI_WEIGHTS, combine
 from marssep_core.separation.queries import negative_query
 from marssep_core.serving.engine import Engine, load_engine
 
@@ -53,7 +54,8 @@ def embed_query(
     audio: AudioQuery | list[AudioQuery] | None = None,
     image: ImageQuery | list[ImageQuery] | None = None,
 ) -> torch.Tensor:
-    """One query ``(1, D)`` from any modalities; several items of one modality are averaged."""
+    """One query ``(1, D)`` from any modalities; several items of one modality are averaged, the
+    modalities weighted by ``OMNI_WEIGHTS`` (the evaluation's omni query)."""
     parts = {}
     if text is not None:
         parts["text"] = encoder.text(_listify(text)).mean(0, keepdim=True)
@@ -63,8 +65,7 @@ def embed_query(
         parts["vision"] = encoder.image(_listify(image)).mean(0, keepdim=True)
     if not parts:
         raise ValueError("a query needs text, reference audio or an image")
-    total = sum(torch.nn.functional.normalize(e, dim=-1) for e in parts.values())
-    return torch.nn.functional.normalize(total, dim=-1)
+    return combine(parts, OMNI_WEIGHTS)
 
 
 def full_query(

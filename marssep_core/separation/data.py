@@ -24,7 +24,8 @@ from marssep_core.data.audio_bank import AudioBank
 from marssep_core.data.instruments import FreshRenders
 from marssep_core.data.soundfonts import read_soundfonts
 from marssep_core.data.sources import GM_PROGRAMS
-from marssep_core.separation.queries import OMNI_WEIGHTS, QueryBank, combine, mixup_queries
+from marssep_core.encoders.fusion import OMNI_WEIGHTS, combine
+from marssep_core.separation.queries import QueryBank, mixup_queries
 
 
 @dataclass(frozen=True)

@@ -110,16 +110,6 @@ def build_query_bank(model: ImageBindModel, data: EncoderData, raw_dir: Path, en
     )
 
 
-def combine(embeddings: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> torch.Tensor:
-    """``normalize(sum_m w_m normalize(e_m))`` over the given ``(B, D)`` embeddings."""
-    weights = weights or {}
-    total = sum(weights.get(m, 1.0) * F.normalize(e, dim=-1) for m, e in embeddings.items())
-    return F.normalize(total, dim=-1)
-
-
-OMNI_WEIGHTS = {"vision": 2.0, "text": 2.0, "audio": 1.0}
-
-
 def negative_query(query: torch.Tensor, negative: torch.Tensor, strength: float = 0.5) -> torch.Tensor:
     """Steer away from ``negative``: ``normalize(q (1 + a) - a normalize(q_neg))``."""
     return F.normalize(query * (1.0 + strength) - strength * F.normalize(negative, dim=-1), dim=-1)
