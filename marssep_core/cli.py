@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from marssep_core import __version__
+from marssep_core.paths import add_path_arguments
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -78,14 +79,10 @@ def get_parser() -> argparse.ArgumentParser:
     report.add_argument("--summary", action="store_true", help="only print the SI-SDRi summary of metrics/eval.json")
     report.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
     report.add_argument("--table", type=Path, default=Path("metrics/eval_pairs.csv"))
-    report.add_argument("--pairs", type=Path, default=Path("data/clean/test_pairs.csv"))
-    report.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
-    report.add_argument("--queries", type=Path, default=Path("data/query_bank.pt"))
-    report.add_argument("--raw", type=Path, default=Path("data/raw"))
+    add_path_arguments(report, "pairs", "bank", "queries", "raw", "params")
     report.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
                         help="separator models (default: supervised=models/separator_sup.pt rl=models/separator_rl.pt)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="folder of eval.html and eval_files/")
-    report.add_argument("--params", type=Path, default=Path("params.yaml"))
     return parser
 
 

@@ -12,17 +12,16 @@ from typing import Any
 
 import torch
 
+from marssep_core.paths import add_path_arguments
+
 
 def training_parser(doc: str, stage: str) -> argparse.ArgumentParser:
     """A parser with the inputs every training stage reads and its resume folder ``runs/<stage>``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
-    parser.add_argument("--queries", type=Path, default=Path("data/query_bank.pt"))
+    add_path_arguments(parser, "raw", "bank", "queries", "params")
     parser.add_argument("--soundfonts", type=Path, default=Path("data/soundfonts"),
                         help="training soundfonts (used when mixing.render_prob > 0)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs") / stage, help="resume checkpoints")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores / processes)")
     return parser
 

@@ -10,17 +10,15 @@ import sys
 from pathlib import Path
 
 from marssep_core.config import load_section
+from marssep_core.paths import add_path_arguments
 from marssep_core.serving.stage import ExportConfig, ParityError, run_export_stage
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("models/onnx"))
-    parser.add_argument("--pairs", type=Path, default=Path("data/clean/test_pairs.csv"))
-    parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    add_path_arguments(parser, "pairs", "bank", "raw", "params")
     parser.add_argument("--metrics", type=Path, default=Path("metrics/export.json"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_section(ExportConfig, "export", args.params)

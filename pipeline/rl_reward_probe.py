@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from marssep_core.config import load_section
+from marssep_core.paths import add_path_arguments
 from marssep_core.rl.probe import ProbeConfig, run_probe_stage
 from marssep_core.rl.stage import RLConfig
 
@@ -19,12 +20,8 @@ from marssep_core.rl.stage import RLConfig
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/separator_sup.pt"))
-    parser.add_argument("--judge", type=Path, default=Path("models/judge.pt"))
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
-    parser.add_argument("--queries", type=Path, default=Path("data/query_bank.pt"))
+    add_path_arguments(parser, "judge", "raw", "bank", "queries", "params")
     parser.add_argument("--metrics", type=Path, default=Path("metrics/rl_reward_probe.json"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = run_probe_stage(cfg=load_section(ProbeConfig, "rl_probe", args.params), rl=load_section(RLConfig, "rl", args.params),
