@@ -64,7 +64,7 @@ def rl_training(project_dir: str = ".", name: str | None = None, overrides: dict
     with ``baseline`` (a git revision or experiment name). ``temp`` runs it outside the workspace."""
     project = str(Path(project_dir).resolve())
     name = check_experiment_name(name) if name else default_experiment_name()
-    run_experiment(project, name, overrides or {}, targets or ["evaluate"], temp)
+    run_experiment(project_dir=project, name=name, overrides=overrides or {}, targets=targets or ["evaluate"], temp=temp)
     diff_path = compare_with_baseline(project, name, baseline)
     rows = publish(diff_path, name, baseline, metrics or list(DEFAULT_METRICS))
     return {"experiment": name, "baseline": baseline, "diff": diff_path, "metrics_published": rows}

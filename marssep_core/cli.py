@@ -19,20 +19,15 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from marssep_core import __version__
+from marssep_core.logging_setup import setup_logging
 from marssep_core.paths import add_path_arguments
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marssep", description="MARS-Sep query-conditioned sound separation")
-    parser.add_argument("--version", action="version", version=f"marssep {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_data_parser(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="build or import corpora into data/raw").add_subparsers(
         dest="data_command", required=True
     )
@@ -41,15 +36,18 @@ def get_parser() -> argparse.ArgumentParser:
     build.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (section 'corpus')")
     build.add_argument("--jobs", type=int, default=2, help="processes rendering soundfonts")
     build.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
+    build.set_defaults(run=run_build_default)
 
     fonts = data.add_parser("soundfonts", help="copy the training soundfonts (renders on the fly) from Debian packages")
     fonts.add_argument("--out", type=Path, default=Path("data/soundfonts"), help="soundfont directory (replaced)")
     fonts.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (corpus.deb_cache_dir)")
     fonts.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
+    fonts.set_defaults(run=run_soundfonts)
 
     summary = data.add_parser("summary", help="print a markdown table of the corpus in data/raw")
     summary.add_argument("--raw", type=Path, default=Path("data/raw"))
     summary.add_argument("--metrics", type=Path, default=None, help="metrics/data.json, for split counts")
+    summary.set_defaults(run=run_data_summary)
 
     imp = data.add_parser("import", help="import a VGGSound- or MUSIC-style corpus already on disk")
     imp.add_argument("--csv", type=Path, required=True, help="the clip listing")
@@ -57,24 +55,115 @@ def get_parser() -> argparse.ArgumentParser:
     imp.add_argument("--layout", choices=["sop", "vggsound", "table"], required=True, help="CSV layout")
     imp.add_argument("--corpus", required=True, help="corpus name, e.g. music or vggsound")
     imp.add_argument("--out", type=Path, default=Path("data/raw"), help="raw corpus directory")
+    imp.set_defaults(run=run_import)
+
+
+def run_build_default(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from marssep_core.config import CorpusConfig, load_section
+    from marssep_core.data.corpus import build_default
+
+    cfg = load_section(CorpusConfig, "corpus", args.params)
+    if args.deb_cache is not None:
+        cfg = dataclasses.replace(cfg, deb_cache_dir=str(args.deb_cache))
+    metadata = build_default(args.out, cfg, jobs=args.jobs)
+    print(f"built {len(metadata)} clips in {metadata['class'].nunique()} classes into {args.out}")
+    return 0
+
+
+def run_soundfonts(args: argparse.Namespace) -> int:
+    from marssep_core.config import CorpusConfig, load_section
+    from marssep_core.data.soundfonts import build_soundfonts
+
+    cache = args.deb_cache or Path(load_section(CorpusConfig, "corpus", args.params).deb_cache_dir)
+    table = build_soundfonts(args.out, cache)
+    print(f"copied {len(table)} soundfonts ({', '.join(table['key'])}) into {args.out}")
+    return 0
+
+
+def run_data_summary(args: argparse.Namespace) -> int:
+    from marssep_core.data.summary import corpus_summary
+
+    print(corpus_summary(args.raw, args.metrics), end="")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from marssep_core.data.importer import import_corpus
+
+    if not args.csv.is_file():
+        print(f"error: {args.csv}: listing not found", file=sys.stderr)
+        return 2
+    report = import_corpus(csv_path=args.csv, audio_root=args.audio_root, raw_dir=args.out, layout=args.layout, corpus=args.corpus)
+    print(f"imported {report.imported} clips into {args.out}; skipped {len(report.skipped)}")
+    for source, reason in report.skipped:
+        print(f"  skipped {source}: {reason}", file=sys.stderr)
+    return 0 if report.imported else 1
+
+
+def add_encoders_parser(commands: argparse._SubParsersAction) -> None:
     encoders = commands.add_parser("encoders", help="encoder assets").add_subparsers(dest="encoders_command", required=True)
     vocab = encoders.add_parser("fetch-vocab", help="extract the CLIP BPE merges file from the open_clip_torch wheel")
     vocab.add_argument("--dest", type=Path, default=None, help="where to put it (default ~/.cache/marssep/...)")
+    vocab.set_defaults(run=run_fetch_vocab)
     report = encoders.add_parser("report", help="markdown table of metrics/align.json")
     report.add_argument("--metrics", type=Path, default=Path("metrics/align.json"))
+    report.set_defaults(run=run_encoders_report)
+
+
+def run_fetch_vocab(args: argparse.Namespace) -> int:
+    from marssep_core.encoders.tokenizer import fetch_clip_vocab
+
+    print(f"CLIP vocabulary at {fetch_clip_vocab(args.dest)}")
+    return 0
+
+
+def run_encoders_report(args: argparse.Namespace) -> int:
+    from marssep_core.encoders.report import align_table
+
+    print(align_table(args.metrics), end="")
+    return 0
+
+
+def add_params_parser(commands: argparse._SubParsersAction) -> None:
     params = commands.add_parser("params", help="parameter profiles").add_subparsers(dest="params_command", required=True)
     exp_args = params.add_parser("exp-args", help="print a profile overlay as `dvc exp run -S` arguments")
     exp_args.add_argument("profile", type=Path, help="e.g. profiles/paper.yaml")
-    from marssep_core.serving.cli import add_separate_parser
+    exp_args.set_defaults(run=run_exp_args)
 
-    add_separate_parser(commands)
-    from marssep_core.orchestration.cli import add_orchestrate_parser
 
-    add_orchestrate_parser(commands)
+def run_exp_args(args: argparse.Namespace) -> int:
+    import shlex
+
+    from marssep_core.config import load_params, overlay_assignments
+
+    print(" ".join(f"-S {shlex.quote(a)}" for a in overlay_assignments(load_params(args.profile))))
+    return 0
+
+
+def add_export_parser(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a separator .pt to an ONNX bundle (mask network + query towers)")
     export.add_argument("model", type=Path, help="separator model file, e.g. models/separator_rl.pt")
     export.add_argument("--out", type=Path, required=True, help="bundle directory (replaced)")
     export.add_argument("--encoder", type=Path, default=None, help="query encoder (default: the one the model names)")
+    export.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from marssep_core.serving.export import export_bundle
+    from marssep_core.torch_utils import CheckpointError
+
+    try:
+        info = export_bundle(args.model, args.out, args.encoder)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported {args.model} -> {args.out} (towers: {', '.join(sorted(info.towers)) or 'none'})")
+    return 0
+
+
+def add_report_parser(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="rebuild the listening page reports/eval.html from the evaluate stage's outputs")
     report.add_argument("--summary", action="store_true", help="only print the SI-SDRi summary of metrics/eval.json")
     report.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
@@ -83,103 +172,56 @@ def get_parser() -> argparse.ArgumentParser:
     report.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
                         help="separator models (default: supervised=models/separator_sup.pt rl=models/separator_rl.pt)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="folder of eval.html and eval_files/")
+    report.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import json
+
+    from marssep_core.config import AudioConfig, load_section
+    from marssep_core.evaluation.listening import PAGE, rebuild_listening_page, summary_text
+
+    if not args.metrics.is_file():
+        print(f"error: {args.metrics}: missing; run 'dvc repro evaluate' first", file=sys.stderr)
+        return 2
+    if args.summary:
+        print(summary_text(json.loads(args.metrics.read_text()), args.out / PAGE))
+        return 0
+    pairs = [m.split("=", 1) for m in (args.model or ["supervised=models/separator_sup.pt", "rl=models/separator_rl.pt"])]
+    page = rebuild_listening_page(
+        pairs_path=args.pairs,
+        table_path=args.table,
+        metrics_path=args.metrics,
+        bank_dir=args.bank,
+        queries_path=args.queries,
+        models={name: Path(path) for name, path in pairs},
+        audio=load_section(AudioConfig, "audio", args.params),
+        raw_dir=args.raw,
+        report_dir=args.out,
+    )
+    print(f"wrote {page}")
+    return 0
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Every subcommand's parser; each leaf sets ``run``, the function that carries it out."""
+    from marssep_core.orchestration.cli import add_orchestrate_parser
+    from marssep_core.serving.cli import add_separate_parser
+
+    parser = argparse.ArgumentParser(prog="marssep", description="MARS-Sep query-conditioned sound separation")
+    parser.add_argument("--version", action="version", version=f"marssep {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (add_data_parser, add_encoders_parser, add_params_parser, add_separate_parser, add_orchestrate_parser,
+                add_export_parser, add_report_parser):
+        add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "data" and args.data_command == "build-default":
-        import dataclasses
-
-        from marssep_core.config import CorpusConfig, load_section
-        from marssep_core.data.corpus import build_default
-
-        cfg = load_section(CorpusConfig, "corpus", args.params)
-        if args.deb_cache is not None:
-            cfg = dataclasses.replace(cfg, deb_cache_dir=str(args.deb_cache))
-        metadata = build_default(args.out, cfg, jobs=args.jobs)
-        print(f"built {len(metadata)} clips in {metadata['class'].nunique()} classes into {args.out}")
-        return 0
-    if args.command == "data" and args.data_command == "soundfonts":
-        from marssep_core.config import CorpusConfig, load_section
-        from marssep_core.data.soundfonts import build_soundfonts
-
-        cache = args.deb_cache or Path(load_section(CorpusConfig, "corpus", args.params).deb_cache_dir)
-        table = build_soundfonts(args.out, cache)
-        print(f"copied {len(table)} soundfonts ({', '.join(table['key'])}) into {args.out}")
-        return 0
-    if args.command == "data" and args.data_command == "summary":
-        from marssep_core.data.summary import corpus_summary
-
-        print(corpus_summary(args.raw, args.metrics), end="")
-        return 0
-    if args.command == "data" and args.data_command == "import":
-        from marssep_core.data.importer import import_corpus
-
-        if not args.csv.is_file():
-            print(f"error: {args.csv}: listing not found", file=sys.stderr)
-            return 2
-        report = import_corpus(args.csv, args.audio_root, args.out, args.layout, args.corpus)
-        print(f"imported {report.imported} clips into {args.out}; skipped {len(report.skipped)}")
-        for source, reason in report.skipped:
-            print(f"  skipped {source}: {reason}", file=sys.stderr)
-        return 0 if report.imported else 1
-    if args.command == "encoders" and args.encoders_command == "fetch-vocab":
-        from marssep_core.encoders.tokenizer import fetch_clip_vocab
-
-        print(f"CLIP vocabulary at {fetch_clip_vocab(args.dest)}")
-        return 0
-    if args.command == "encoders" and args.encoders_command == "report":
-        from marssep_core.encoders.report import align_table
-
-        print(align_table(args.metrics), end="")
-        return 0
-    if args.command == "params":
-        import shlex
-
-        from marssep_core.config import load_params, overlay_assignments
-
-        print(" ".join(f"-S {shlex.quote(a)}" for a in overlay_assignments(load_params(args.profile))))
-        return 0
-    if args.command == "report":
-        import json
-
-        from marssep_core.config import AudioConfig, load_section
-        from marssep_core.evaluation.listening import PAGE, rebuild_listening_page, summary_text
-
-        if not args.metrics.is_file():
-            print(f"error: {args.metrics}: missing; run 'dvc repro evaluate' first", file=sys.stderr)
-            return 2
-        if args.summary:
-            print(summary_text(json.loads(args.metrics.read_text()), args.out / PAGE))
-            return 0
-        pairs = [m.split("=", 1) for m in (args.model or ["supervised=models/separator_sup.pt", "rl=models/separator_rl.pt"])]
-        page = rebuild_listening_page(args.pairs, args.table, args.metrics, args.bank, args.queries,
-                                      {name: Path(path) for name, path in pairs}, load_section(AudioConfig, "audio", args.params),
-                                      args.raw, args.out)
-        print(f"wrote {page}")
-        return 0
-    if args.command == "separate":
-        from marssep_core.serving.cli import run_separate
-
-        return run_separate(args)
-    if args.command == "orchestrate":
-        from marssep_core.orchestration.cli import run_orchestrate
-
-        return run_orchestrate(args)
-    if args.command == "export":
-        from marssep_core.encoders.checkpoint import CheckpointError
-        from marssep_core.serving.export import export_bundle
-
-        try:
-            info = export_bundle(args.model, args.out, args.encoder)
-        except CheckpointError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"exported {args.model} -> {args.out} (towers: {', '.join(sorted(info.towers)) or 'none'})")
-        return 0
-    raise AssertionError(f"unhandled command {args}")  # argparse's required=True makes this unreachable
+    setup_logging(verbose=args.verbose)
+    return args.run(args)
 
 
 if __name__ == "__main__":

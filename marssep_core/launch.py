@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from marssep_core.logging_setup import setup_logging
 from marssep_core.paths import add_path_arguments
 
 
@@ -28,7 +28,7 @@ def training_parser(doc: str, stage: str) -> argparse.ArgumentParser:
 
 def start_process(threads: int | None) -> None:
     """Logging, and the CPU threads of this process (the cores shared by the torchrun processes)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
 

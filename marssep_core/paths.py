@@ -5,7 +5,11 @@ Imports nothing of the project (scripts and the CLI use it before loading anythi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_PATHS = {
     "raw": "data/raw",
@@ -21,3 +25,8 @@ def add_path_arguments(parser: argparse.ArgumentParser, *names: str) -> None:
     """``--<name>`` options for ``names`` (keys of ``DEFAULT_PATHS``), each a ``Path`` with its default."""
     for name in names:
         parser.add_argument(f"--{name}", type=Path, default=Path(DEFAULT_PATHS[name]))
+
+
+def paths_from(cls: type[T], args: argparse.Namespace) -> T:
+    """A stage's paths dataclass filled from the parsed options of the same names."""
+    return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})

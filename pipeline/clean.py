@@ -10,6 +10,7 @@ import pandas as pd
 from marssep_core.config import CleanConfig, PrepareAudioConfig, load_section
 from marssep_core.data.stages import run_clean
 from marssep_core.data.validation import ValidationFailed
+from marssep_core.logging_setup import setup_logging
 
 
 def main() -> None:
@@ -20,11 +21,18 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/data.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     cfg = load_section(CleanConfig, "clean", args.params)
     max_seconds = load_section(PrepareAudioConfig, "prepare_audio", args.params).max_seconds  # what the audio bank keeps
-    result = run_clean(args.raw, pd.read_parquet(args.catalog), args.out, args.metrics, cfg, max_seconds)
+    result = run_clean(
+        raw_dir=args.raw,
+        catalog=pd.read_parquet(args.catalog),
+        out_dir=args.out,
+        metrics_path=args.metrics,
+        cfg=cfg,
+        max_seconds=max_seconds,
+    )
     m = result.metrics
     print(f"clean: kept {m['kept_clips']} ({m['split']}), quarantined {m['quarantined_clips']}, pairs {m['test_pairs']}")
 

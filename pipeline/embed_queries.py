@@ -6,12 +6,12 @@ aligned encoder.
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import torch
 
-from marssep_core.separation.stages import run_embed_queries
+from marssep_core.logging_setup import setup_logging
+from marssep_core.separation.embed_queries import run_embed_queries
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/query_bank.pt"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     torch.set_num_threads(args.threads)
     print(json.dumps(run_embed_queries(args.encoder, args.raw, args.bank, args.out), indent=1))
 

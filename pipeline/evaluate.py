@@ -8,7 +8,6 @@ tables, with every error, are written first).
 """
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -16,7 +15,9 @@ import torch
 
 from marssep_core.config import AudioConfig, load_section
 from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError
-from marssep_core.evaluation.stage import run_evaluate_stage
+from marssep_core.evaluation.stage import EvaluatePaths, run_evaluate_stage
+from marssep_core.logging_setup import setup_logging
+from marssep_core.paths import paths_from
 
 
 def _model(text: str) -> tuple[str, Path]:
@@ -40,14 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        metrics = run_evaluate_stage(
-            load_section(EvaluateConfig, "evaluate", args.params), load_section(AudioConfig, "audio", args.params),
-            args.pairs, args.bank, args.queries, dict(args.model), args.judge, args.judge_metrics, args.out, args.report, args.raw,
-        )
+        metrics = run_evaluate_stage(cfg=load_section(EvaluateConfig, "evaluate", args.params),
+                                     audio=load_section(AudioConfig, "audio", args.params),
+                                     paths=paths_from(EvaluatePaths, args), models=dict(args.model))
     except EvaluationError as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 1

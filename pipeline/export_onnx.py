@@ -5,11 +5,11 @@
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 from marssep_core.config import load_section
+from marssep_core.logging_setup import setup_logging
 from marssep_core.paths import add_path_arguments
 from marssep_core.serving.stage import ExportConfig, ParityError, run_export_stage
 
@@ -20,10 +20,12 @@ def main() -> int:
     add_path_arguments(parser, "pairs", "bank", "raw", "params")
     parser.add_argument("--metrics", type=Path, default=Path("metrics/export.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     cfg = load_section(ExportConfig, "export", args.params)
     try:
-        metrics = run_export_stage(cfg, args.out, args.pairs, args.bank, args.raw, args.metrics)
+        metrics = run_export_stage(
+            cfg=cfg, out_dir=args.out, pairs_path=args.pairs, bank_dir=args.bank, raw_dir=args.raw, metrics_path=args.metrics
+        )
     except ParityError as err:
         print(f"error: {err} (see {args.metrics})", file=sys.stderr)
         return 1

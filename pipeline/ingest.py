@@ -8,6 +8,7 @@ from pathlib import Path
 from marssep_core.config import IngestConfig, load_section
 from marssep_core.data.stages import run_ingest
 from marssep_core.data.validation import ValidationFailed
+from marssep_core.logging_setup import setup_logging
 
 
 def main() -> None:
@@ -16,7 +17,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/catalog"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     catalog = run_ingest(args.raw, args.out, load_section(IngestConfig, "ingest", args.params))
     print(f"ingest: {len(catalog)} clips catalogued into {args.out}")

@@ -8,10 +8,10 @@ the RL reward, SI-SDR and the independent judge (``marssep_core/rl/probe.py``; d
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from marssep_core.config import load_section
+from marssep_core.logging_setup import setup_logging
 from marssep_core.paths import add_path_arguments
 from marssep_core.rl.probe import ProbeConfig, run_probe_stage
 from marssep_core.rl.stage import RLConfig
@@ -23,7 +23,7 @@ def main() -> None:
     add_path_arguments(parser, "judge", "raw", "bank", "queries", "params")
     parser.add_argument("--metrics", type=Path, default=Path("metrics/rl_reward_probe.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     report = run_probe_stage(cfg=load_section(ProbeConfig, "rl_probe", args.params), rl=load_section(RLConfig, "rl", args.params),
                              raw_dir=args.raw, bank_dir=args.bank, queries_path=args.queries, model=args.model,
                              judge_path=args.judge, out_metrics=args.metrics)

@@ -5,11 +5,11 @@
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from marssep_core.config import load_section
 from marssep_core.evaluation.judge_train import JudgeConfig, run_judge_stage
+from marssep_core.logging_setup import setup_logging
 
 
 def main() -> None:
@@ -20,8 +20,14 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/judge.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = run_judge_stage(load_section(JudgeConfig, "judge", args.params), args.raw, args.bank, args.out, args.metrics)
+    setup_logging()
+    report = run_judge_stage(
+        cfg=load_section(JudgeConfig, "judge", args.params),
+        raw_dir=args.raw,
+        bank_dir=args.bank,
+        out_model=args.out,
+        out_metrics=args.metrics,
+    )
     print(json.dumps(report, indent=1))
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from marssep_core.config import AudioConfig, load_section
 from marssep_core.launch import finish_process, start_process, training_parser
-from marssep_core.rl.stage import RLConfig, run_rl_stage
+from marssep_core.paths import paths_from
+from marssep_core.rl.stage import RLConfig, RLPaths, run_rl_stage
 
 
 def main() -> None:
@@ -22,11 +23,8 @@ def main() -> None:
     parser.add_argument("--history", type=Path, default=Path("metrics/rl_history.csv"))
     args = parser.parse_args()
     start_process(args.threads)
-    finish_process(run_rl_stage(
-        load_section(RLConfig, "rl", args.params), load_section(AudioConfig, "audio", args.params),
-        args.raw, args.bank, args.queries, args.init, args.judge, args.out, args.metrics, args.history, args.run_dir,
-        soundfonts=args.soundfonts,
-    ))
+    finish_process(run_rl_stage(cfg=load_section(RLConfig, "rl", args.params), audio=load_section(AudioConfig, "audio", args.params),
+                                paths=paths_from(RLPaths, args)))
 
 
 if __name__ == "__main__":

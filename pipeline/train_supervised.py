@@ -8,11 +8,10 @@ A run killed mid-way resumes from ``--run-dir``/last.pt when started again with 
 
 from pathlib import Path
 
-import pandas as pd
-
 from marssep_core.config import AudioConfig, load_section
 from marssep_core.launch import finish_process, start_process, training_parser
-from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
+from marssep_core.paths import paths_from
+from marssep_core.separation.stages import SupervisedConfig, SupervisedPaths, run_supervised_stage
 
 
 def main() -> None:
@@ -23,12 +22,9 @@ def main() -> None:
     parser.add_argument("--history", type=Path, default=Path("metrics/supervised_history.csv"))
     args = parser.parse_args()
     start_process(args.threads)
-    finish_process(run_supervised_stage(
-        load_section(SupervisedConfig, "train_supervised", args.params),
-        load_section(AudioConfig, "audio", args.params),
-        args.raw, args.bank, args.queries, pd.read_csv(args.pairs, keep_default_na=False),
-        args.out, args.metrics, args.history, args.run_dir, soundfonts=args.soundfonts,
-    ))
+    finish_process(run_supervised_stage(cfg=load_section(SupervisedConfig, "train_supervised", args.params),
+                                        audio=load_section(AudioConfig, "audio", args.params),
+                                        paths=paths_from(SupervisedPaths, args)))
 
 
 if __name__ == "__main__":

@@ -143,6 +143,17 @@ class SeparatorAssets:
     queries: Path
 
 
+def supervised_paths(assets: SeparatorAssets, out: Path, sep: str = "sep.pt", metrics: str = "m.json", history: str = "h.csv"):
+    """``SupervisedPaths`` for a tiny training run on ``assets`` writing into ``out`` (the test pairs
+    are written there as the CSV the stage reads)."""
+    from marssep_core.separation.stages import SupervisedPaths
+
+    out.mkdir(parents=True, exist_ok=True)
+    assets.pairs.to_csv(out / "test_pairs.csv", index=False)
+    return SupervisedPaths(raw=assets.raw, bank=assets.bank, queries=assets.queries, pairs=out / "test_pairs.csv",
+                           out=out / sep, metrics=out / metrics, history=out / history, run_dir=out / "run")
+
+
 @pytest.fixture(scope="session")
 def separator_assets(tmp_path_factory) -> SeparatorAssets:
     import torch
@@ -151,7 +162,7 @@ def separator_assets(tmp_path_factory) -> SeparatorAssets:
     from marssep_core.data.stages import run_clean, run_ingest
     from marssep_core.encoders.imagebind import ImageBindModel, tiny
     from marssep_core.encoders.store import save_encoder
-    from marssep_core.separation.stages import run_embed_queries
+    from marssep_core.separation.embed_queries import run_embed_queries
 
     root = tmp_path_factory.mktemp("separator_assets")
     raw = root / "raw"
@@ -198,11 +209,9 @@ def tiny_separator(separator_assets, tmp_path_factory) -> Path:
     from marssep_core.config import AudioConfig, build
     from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
 
-    a = separator_assets
     out = tmp_path_factory.mktemp("tiny_separator")
     cfg = build(SupervisedConfig, json.loads(json.dumps(TINY_SEPARATOR_PARAMS)))
-    run_supervised_stage(cfg, AudioConfig(), a.raw, a.bank, a.queries, a.pairs, out / "sep.pt", out / "m.json",
-                         out / "h.csv", out / "run")
+    run_supervised_stage(cfg=cfg, audio=AudioConfig(), paths=supervised_paths(separator_assets, out))
     return out / "sep.pt"
 
 

@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from marssep_core.audio.signal import si_sdr_np
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.evaluation.aggregate import distribution, paired_difference, summarize
 from marssep_core.evaluation.bss import BssEvalError, bss_eval_target
-from marssep_core.evaluation.metrics import METRICS, get_metrics, semantic_scores, si_sdr_np
+from marssep_core.evaluation.metrics import METRICS, get_metrics, semantic_scores
 from marssep_core.separation.data import pair_signals
 from marssep_core.separation.evaluate import oracle_irm
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 import sys
+import time
 import types
 
 import numpy as np
@@ -16,12 +16,17 @@ import torch
 
 from marssep_core.config import AudioConfig, build
 from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.encoders.vocabulary import QUERY_KINDS
 from marssep_core.evaluation.clap import CLAP_SAMPLE_RATE, LaionClapJudge
 from marssep_core.evaluation.judge import JudgeNet, JudgeNetConfig, load_judge
-from marssep_core.evaluation.judge_train import JudgeConfig, clip_accuracy, run_judge_stage
+from marssep_core.evaluation.judge_train import (
+    JudgeConfig,
+    clip_accuracy,
+    run_judge_stage,
+)
 from marssep_core.evaluation.metrics import METRICS
-from marssep_core.evaluation.runner import MODALITIES, EvaluateConfig, EvaluationError
-from marssep_core.evaluation.stage import run_evaluate_stage
+from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError
+from marssep_core.evaluation.stage import EvaluatePaths, run_evaluate_stage
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import save_separator
 from marssep_core.separation.stages import UNetParams, build_separator
@@ -66,9 +71,10 @@ def _stage(separator_assets, judged, tmp_path, cfg: EvaluateConfig, pairs: pd.Da
     tmp_path.mkdir(parents=True, exist_ok=True)
     pairs_path = tmp_path / "pairs.csv"
     (separator_assets.pairs if pairs is None else pairs).to_csv(pairs_path, index=False)
-    return run_evaluate_stage(cfg, AudioConfig(), pairs_path, separator_assets.bank, separator_assets.queries,
-                              {"supervised": out / "sep.pt"}, out / "judge.pt", out / "judge.json",
-                              tmp_path / "metrics", tmp_path / "reports", separator_assets.raw)
+    paths = EvaluatePaths(pairs=pairs_path, bank=separator_assets.bank, queries=separator_assets.queries, judge=out / "judge.pt",
+                          judge_metrics=out / "judge.json", out=tmp_path / "metrics", report=tmp_path / "reports",
+                          raw=separator_assets.raw)
+    return run_evaluate_stage(cfg=cfg, audio=AudioConfig(), paths=paths, models={"supervised": out / "sep.pt"})
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +89,7 @@ def test_evaluate_stage_writes_every_key_table_plot_and_report(separator_assets,
     corpora = sorted(separator_assets.pairs["corpus"].unique())
     for corpus in [*corpora, "all"]:
         for system in ("mixture", "supervised", "oracle_irm"):
-            for modality in MODALITIES:
+            for modality in QUERY_KINDS:
                 for metric in METRICS:
                     assert f"{corpus}.{system}.{modality}.{metric}" in metrics
                     assert f"{corpus}.{system}.{modality}.{metric}_sem" in metrics

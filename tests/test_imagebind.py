@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from marssep_core.encoders.checkpoint import CheckpointError, load_imagebind_checkpoint, modality_of
-from marssep_core.encoders.imagebind import MODALITIES, ImageBindModel, imagebind_huge, tiny
+from marssep_core.encoders.checkpoint import load_imagebind_checkpoint, modality_of
+from marssep_core.encoders.imagebind import ImageBindModel, imagebind_huge, tiny
+from marssep_core.encoders.vocabulary import TOWERS
+from marssep_core.torch_utils import CheckpointError
 
 # A copy of shared/reference/imagebind_huge_state_dict_layout.tsv: the official checkpoint's
 # key, shape and dtype per tensor (1311 tensors), taken from its public code.
@@ -28,14 +30,14 @@ def _layout() -> dict[str, tuple[int, ...]]:
 def test_huge_config_matches_the_official_layout_on_meta():
     layout = _layout()
     assert len(layout) == 1311
-    wanted = {k: v for k, v in layout.items() if modality_of(k) in MODALITIES}
+    wanted = {k: v for k, v in layout.items() if modality_of(k) in TOWERS}
     with torch.device("meta"):
         model = ImageBindModel(imagebind_huge())
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert sorted(set(wanted) - set(ours)) == []
     assert sorted(set(ours) - set(wanted)) == []
     assert {k: v for k, v in ours.items() if v != wanted[k]} == {}
-    skipped = {modality_of(k) for k in layout} - set(MODALITIES)
+    skipped = {modality_of(k) for k in layout} - set(TOWERS)
     assert skipped == {"depth", "thermal", "imu"}
 
 

@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from marssep_core.audio.io import save_audio
-from marssep_core.encoders.api import QueryEncoder, resolve_device
+from marssep_core.encoders.api import QueryEncoder
 from marssep_core.encoders.imagebind import ImageBindModel, tiny
 from marssep_core.encoders.store import save_encoder
+from marssep_core.torch_utils import resolve_device
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +71,9 @@ def test_a_served_query_is_the_evaluations_omni_query_for_the_same_embeddings(se
     import pandas as pd
 
     from marssep_core.encoders.api import QueryEmbedder
-    from marssep_core.separation.api import embed_query
     from marssep_core.separation.data import pair_queries
     from marssep_core.separation.queries import QueryBank
+    from marssep_core.serving.api import embed_query
 
     bank = QueryBank.load(separator_assets.queries)
 

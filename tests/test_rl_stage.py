@@ -12,7 +12,7 @@ import torch
 from marssep_core.config import AudioConfig, build
 from marssep_core.encoders.fusion import MLBPFusion
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input
-from marssep_core.encoders.store import load_encoder, save_torch_atomic
+from marssep_core.encoders.store import load_encoder
 from marssep_core.evaluation.judge import (
     JudgeNet,
     JudgeNetConfig,
@@ -26,10 +26,11 @@ from marssep_core.rl.reward import (
     batched_audio_input,
     load_mlbp,
 )
-from marssep_core.rl.stage import RLConfig, hacking_watch, run_rl_stage
+from marssep_core.rl.stage import RLConfig, RLPaths, hacking_watch, run_rl_stage
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator, save_separator
 from marssep_core.separation.stages import UNetParams, build_separator
+from marssep_core.torch_utils import save_torch_atomic
 from tests.conftest import TINY_RL_PARAMS, TINY_SEPARATOR_PARAMS
 
 
@@ -90,9 +91,10 @@ def test_hacking_watch_flags_a_rising_reward_with_a_falling_judge():
 
 def _run(separator_assets, rl_inputs, tmp_path, **overrides):
     params = {**TINY_RL_PARAMS, "reward_mlbp": str(rl_inputs / "mlbp.pt"), "reward_encoder": str(separator_assets.encoder), **overrides}
-    return run_rl_stage(build(RLConfig, params), AudioConfig(), separator_assets.raw, separator_assets.bank, separator_assets.queries,
-                        rl_inputs / "sep.pt", rl_inputs / "judge.pt", tmp_path / "rl.pt", tmp_path / "rl.json",
-                        tmp_path / "history.csv", tmp_path / "run")
+    paths = RLPaths(raw=separator_assets.raw, bank=separator_assets.bank, queries=separator_assets.queries, init=rl_inputs / "sep.pt",
+                    judge=rl_inputs / "judge.pt", out=tmp_path / "rl.pt", metrics=tmp_path / "rl.json",
+                    history=tmp_path / "history.csv", run_dir=tmp_path / "run")
+    return run_rl_stage(cfg=build(RLConfig, params), audio=AudioConfig(), paths=paths)
 
 
 def test_train_rl_stage_writes_model_metrics_and_history(separator_assets, rl_inputs, tmp_path):

@@ -111,15 +111,15 @@ def test_training_with_data_workers_matches_training_without(separator_assets, t
     from marssep_core.config import AudioConfig, build
     from marssep_core.separation.separator import load_separator
     from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
-    from tests.conftest import TINY_SEPARATOR_PARAMS
+    from tests.conftest import TINY_SEPARATOR_PARAMS, supervised_paths
 
     a, outputs = separator_assets, {}
     for workers in (0, 2):
         params = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
         params["loop"].update(steps=4, eval_every=4, checkpoint_every=4, data_workers=workers)
         out = tmp_path / str(workers)
-        run_supervised_stage(build(SupervisedConfig, params), AudioConfig(), a.raw, a.bank, a.queries, a.pairs,
-                             out / "sep.pt", out / "sup.json", out / "hist.csv", out / "run")
+        run_supervised_stage(cfg=build(SupervisedConfig, params), audio=AudioConfig(),
+                             paths=supervised_paths(a, out, metrics="sup.json", history="hist.csv"))
         outputs[workers] = (pd.read_csv(out / "hist.csv"), load_separator(out / "sep.pt")[0].state_dict())
     pd.testing.assert_frame_equal(outputs[0][0], outputs[2][0])
     for key, value in outputs[0][1].items():

@@ -9,6 +9,8 @@ import soundfile as sf
 import marssep_core
 from marssep_core.audio.io import save_audio
 from marssep_core.cli import main
+from marssep_core.serving.api import embed_query, full_query
+from marssep_core.serving.engine import load_engine
 from tests.conftest import synth_clip
 
 
@@ -37,11 +39,17 @@ def test_stereo_resampled_long_input_goes_through_overlap_add(tiny_separator):
     assert rate == 8000 and estimate.shape == (24000,)  # back at the input's rate, sample for sample
 
 
-def test_a_negative_query_changes_the_estimate(tiny_separator):
+def test_a_negative_query_steers_the_query_away_and_the_estimate_follows(tiny_separator):
     mixture = _mixture()
     plain, _ = marssep_core.separate(mixture, sample_rate=16000, query_text="a tone sound", model=tiny_separator)
     steered, _ = marssep_core.separate(mixture, sample_rate=16000, query_text="a tone sound", negative_text="a noise sound", model=tiny_separator)
-    assert not np.allclose(plain, steered)
+    engine = load_engine(backend="torch", model=tiny_separator, device="cpu")
+    positive, negative = (embed_query(engine.encoder, text=t) for t in ("a tone sound", "a noise sound"))
+    away = full_query(engine.encoder, text="a tone sound", negative_text="a noise sound")
+    assert float(away @ negative.T) < float(positive @ negative.T)  # further from the negative sound
+    assert float(away @ positive.T) > float(away @ negative.T)  # still nearer the positive one
+    np.testing.assert_allclose(steered, engine.separate_array(mixture[None], away)[0], atol=1e-6)
+    np.testing.assert_allclose(plain, engine.separate_array(mixture[None], positive)[0], atol=1e-6)
 
 
 def test_array_input_needs_a_sample_rate_and_a_query(tiny_separator):
@@ -67,7 +75,7 @@ def test_cli_refuses_a_model_whose_encoder_is_missing_or_changed(tiny_separator,
 
     import torch
 
-    from marssep_core.encoders.store import save_torch_atomic
+    from marssep_core.torch_utils import save_torch_atomic
 
     payload = torch.load(tiny_separator, weights_only=True)
     payload["encoder"]["path"] = str(tmp_path / "encoder.pt")

@@ -18,12 +18,17 @@ import yaml
 
 from marssep_core.config import AudioConfig, build
 from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.separation.data import MixingConfig, MixtureSampler, pair_queries, pair_signals
 from marssep_core.encoders.fusion import combine
+from marssep_core.separation.data import (
+    MixingConfig,
+    MixtureSampler,
+    pair_queries,
+    pair_signals,
+)
 from marssep_core.separation.queries import QueryBank, mixup_queries, negative_query
 from marssep_core.separation.separator import load_separator
 from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
-from tests.conftest import TINY_SEPARATOR_PARAMS
+from tests.conftest import TINY_SEPARATOR_PARAMS, supervised_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,10 +86,10 @@ def _tiny_cfg(**loop) -> SupervisedConfig:
 
 def test_supervised_stage_writes_model_metrics_and_history(separator_assets, tmp_path):
     a = separator_assets
-    report = run_supervised_stage(_tiny_cfg(), AudioConfig(), a.raw, a.bank, a.queries, a.pairs,
-                                  tmp_path / "sep.pt", tmp_path / "sup.json", tmp_path / "hist.csv", tmp_path / "run")
+    report = run_supervised_stage(cfg=_tiny_cfg(), audio=AudioConfig(),
+                                  paths=supervised_paths(a, tmp_path, metrics="sup.json", history="hist.csv"))
     assert json.loads((tmp_path / "sup.json").read_text()) == report
-    assert set(report["test"]) == {"text", "audio", "vision", "omni", "oracle_irm"}
+    assert set(report["test"]) == {"text", "audio", "image", "omni", "oracle_irm"}
     assert set(report["test_by_corpus"]) == {"inst", "sounds"}
     assert set(report["test_by_corpus"]["inst"]) == set(report["test"])
     assert report["test"]["oracle_irm"]["si_sdri"] > 5  # the ceiling on generated tones and noise
@@ -178,8 +183,8 @@ def test_a_resume_file_from_other_settings_is_not_resumed(separator_assets, tmp_
     torch.save({"fingerprint": "other", "step": 5}, tmp_path / "run" / "last.pt")
     (tmp_path / "run" / ".last.abc.tmp.pt").write_bytes(b"half a checkpoint")  # a write killed mid-way
     with caplog.at_level("WARNING"):
-        report = run_supervised_stage(_tiny_cfg(steps=2, eval_every=2), AudioConfig(), a.raw, a.bank, a.queries,
-                                      a.pairs, tmp_path / "sep.pt", tmp_path / "sup.json", tmp_path / "h.csv", tmp_path / "run")
+        report = run_supervised_stage(cfg=_tiny_cfg(steps=2, eval_every=2), audio=AudioConfig(),
+                                      paths=supervised_paths(a, tmp_path, metrics="sup.json"))
     assert "belongs to other settings" in caplog.text
     assert report["steps"] == 2 and len(pd.read_csv(tmp_path / "h.csv")) == 2
     assert not list((tmp_path / "run").iterdir())

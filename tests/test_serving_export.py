@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from marssep_core.audio.io import save_audio
+from marssep_core.audio.signal import si_sdr_np
 from marssep_core.cli import main
-from marssep_core.encoders.checkpoint import CheckpointError
-from marssep_core.evaluation.metrics import si_sdr_np
 from marssep_core.serving.engine import load_engine
 from marssep_core.serving.runtime import CPU, CUDA, ProviderError, open_session, requested_providers
 from marssep_core.serving.stage import ExportConfig, ParityConfig, ParityError, check_bundle
+from marssep_core.torch_utils import CheckpointError
 from tests.conftest import synth_clip
 
 

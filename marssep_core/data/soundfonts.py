@@ -43,15 +43,29 @@ class SoundfontSource:
 
 TRAINING_SOUNDFONTS: dict[str, SoundfontSource] = {
     # FluidR3 GM: multi-sampled real instruments (also the corpus's train/val renders)
-    "fluidr3": SoundfontSource("fluid-soundfont-gm", "usr/share/sounds/sf2/FluidR3_GM.sf2", "fluidr3", "MIT",
-                               "I hereby release Fluid under the MIT license"),
+    "fluidr3": SoundfontSource(
+        package="fluid-soundfont-gm",
+        path="usr/share/sounds/sf2/FluidR3_GM.sf2",
+        family="fluidr3",
+        licence="MIT",
+        evidence="I hereby release Fluid under the MIT license",
+    ),
     # Csound's small GM bank (4 MB): other recordings, lower sample rate and fewer zones
-    "csound_gm": SoundfontSource("csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2", "csound_gm", "LGPL-2.1+",
-                                 "Files: *\nCopyright: 1986-2022 Csound Developers\nLicense: LGPL-2.1+"),
+    "csound_gm": SoundfontSource(
+        package="csound-soundfont",
+        path="usr/share/sounds/sf2/sf_GMbank.sf2",
+        family="csound_gm",
+        licence="LGPL-2.1+",
+        evidence="Files: *\nCopyright: 1986-2022 Csound Developers\nLicense: LGPL-2.1+",
+    ),
     # an OPL3 FM-synthesis emulation: no recordings, a far timbre of each program
-    "opl3_fm": SoundfontSource("opl3-soundfont", "usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3_fm", "CC-BY-SA-4.0",
-                               "Files: OPL-3_FM_128M.sf2 README.md\nCopyright: 2009, Zandro Reveille <zandro@googlemail.com>\n"
-                               "License: CC-BY-SA-4.0"),
+    "opl3_fm": SoundfontSource(
+        package="opl3-soundfont",
+        path="usr/share/sounds/sf2/OPL-3_FM_128M.sf2",
+        family="opl3_fm",
+        licence="CC-BY-SA-4.0",
+        evidence="Files: OPL-3_FM_128M.sf2 README.md\nCopyright: 2009, Zandro Reveille <zandro@googlemail.com>\nLicense: CC-BY-SA-4.0",
+    ),
 }
 
 HELD_OUT_FAMILIES = {

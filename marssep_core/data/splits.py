@@ -36,7 +36,9 @@ def assign_splits(clips: pd.DataFrame, fractions: dict[str, float], seed: int) -
         members = members_of[origin].most_common()  # by count, ties in order of appearance
         allowed = {"test": ("test",), "trainval": ("train", "val")}.get(hints[origin], SPLITS)
 
-        best = max(allowed, key=lambda split: _deficit(split, members, fractions, class_totals, filled))
+        best = max(
+            allowed, key=lambda split: _deficit(split=split, members=members, fractions=fractions, class_totals=class_totals, filled=filled)
+        )
         origin_split[origin] = best
         for label, count in members:
             filled[(label, best)] = filled.get((label, best), 0) + int(count)

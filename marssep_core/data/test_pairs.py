@@ -55,7 +55,9 @@ def make_test_pairs(
         clean = clean.assign(duration=clean["duration"].clip(upper=max_seconds))
     tables = []
     for corpus in sorted(clean["corpus"].unique()):
-        tables.append(_corpus_pairs(corpus, clean[clean["corpus"] == corpus], classes, images, cfg, split))
+        tables.append(
+            _corpus_pairs(corpus=corpus, clips=clean[clean["corpus"] == corpus], classes=classes, images=images, cfg=cfg, split=split)
+        )
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PAIR_COLUMNS)
 
 

@@ -22,20 +22,12 @@ from PIL import Image
 
 from marssep_core.audio.io import load_audio, to_mono
 from marssep_core.audio.resample import resample
-from marssep_core.encoders.fusion import OMNI_WEIGHTS, combine
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input, image_to_model_input
 from marssep_core.encoders.store import load_encoder
 from marssep_core.encoders.tokenizer import ClipTokenizer
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU")
-    return torch.device(device)
+from marssep_core.encoders.vocabulary import OMNI_WEIGHTS, combine
+from marssep_core.torch_utils import resolve_device
 
 
 class QueryEmbedder(ABC):
@@ -94,7 +86,7 @@ class QueryEmbedder(ABC):
         """A combined query ``(B, D)`` from any non-empty subset of modalities (equal batch sizes),
         weighted by ``weights`` (default ``OMNI_WEIGHTS``, as the evaluation's omni query)."""
         parts = {"text": self.text(text) if text else None, "audio": self.audio(audio) if audio else None,
-                 "vision": self.image(image) if image else None}
+                 "image": self.image(image) if image else None}
         present = {m: e for m, e in parts.items() if e is not None}
         if not present:
             raise ValueError("a query needs text, audio or an image")
@@ -109,8 +101,8 @@ class QueryEncoder(QueryEmbedder):
 
     def __init__(self, model: ImageBindModel, device: str = "cpu", tokenizer: ClipTokenizer | None = None):
         cfg = model.cfg
-        super().__init__(cfg.context_length, cfg.mel_bins, cfg.audio_frames, cfg.image_size, resolve_device(device),
-                         tokenizer)
+        super().__init__(context_length=cfg.context_length, mel_bins=cfg.mel_bins, audio_frames=cfg.audio_frames,
+                         image_size=cfg.image_size, device=resolve_device(device), tokenizer=tokenizer)
         self.model = model.to(self.device).eval().requires_grad_(False)
 
     @classmethod

@@ -14,15 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from marssep_core.encoders.imagebind import MODALITIES
+from marssep_core.encoders.vocabulary import TOWERS
+from marssep_core.torch_utils import CheckpointError
 
 log = logging.getLogger(__name__)
 
 _PREFIXES = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model; the message lists the keys."""
 
 
 @dataclass
@@ -60,7 +57,7 @@ def load_imagebind_weights(model: nn.Module, state: dict[str, torch.Tensor], sou
     kept: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         modality = modality_of(key)
-        if modality is not None and modality not in MODALITIES:
+        if modality is not None and modality not in TOWERS:
             report.skipped_modalities[modality] = report.skipped_modalities.get(modality, 0) + 1
         else:
             kept[key] = tensor

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from marssep_core.data.audio_bank import AudioBank
+from marssep_core.data.audio_bank import AudioBank, load_audio_bank
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input, image_to_model_input
 from marssep_core.encoders.tokenizer import ClipTokenizer
 
@@ -98,3 +98,8 @@ class EncoderData:
         clips = self.clips(split)
         by_class = {self.class_index[c]: part["clip_id"].to_numpy() for c, part in clips.groupby("class")}
         return torch.stack([self.crop_input(str(rng.choice(by_class[int(label)])), rng) for label in labels])
+
+
+def open_data(raw_dir: Path, bank_dir: Path, image_size: int) -> EncoderData:
+    """The clips of the audio bank at ``bank_dir`` with the class texts and pictures of ``raw_dir``."""
+    return EncoderData(load_audio_bank(bank_dir), raw_dir, ClipTokenizer(), image_size)

@@ -16,20 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from marssep_core.encoders.vocabulary import TOWERS, combine
+
 FUSION_KINDS = ("mlbp", "mean", "audio", "text")
-FUSED = ("audio", "text", "vision")
-# how a query of several modalities is weighted, everywhere one is built: `marssep separate`, the
-# Python API and the evaluation's omni query (pictures and texts name the class; a reference clip
-# also carries its recording's other sounds)
-OMNI_WEIGHTS = {"vision": 2.0, "text": 2.0, "audio": 1.0}
-
-
-def combine(embeddings: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> torch.Tensor:
-    """``normalize(sum_m w_m normalize(e_m))`` over the given ``(B, D)`` embeddings (``w_m`` 1 when
-    ``weights`` leaves ``m`` out): the one way modality embeddings are combined into a query."""
-    weights = weights or {}
-    total = sum(weights.get(m, 1.0) * F.normalize(e, dim=-1) for m, e in embeddings.items())
-    return F.normalize(total, dim=-1)
 
 
 class MLBPFusion(nn.Module):
@@ -37,8 +26,8 @@ class MLBPFusion(nn.Module):
 
     def __init__(self, dim: int, rank: int = 256):
         super().__init__()
-        self.project = nn.ModuleDict({m: nn.Linear(dim, rank) for m in FUSED})
-        self.absent = nn.ParameterDict({m: nn.Parameter(torch.ones(rank)) for m in FUSED})
+        self.project = nn.ModuleDict({m: nn.Linear(dim, rank) for m in TOWERS})
+        self.absent = nn.ParameterDict({m: nn.Parameter(torch.ones(rank)) for m in TOWERS})
         self.out = nn.Linear(rank, dim, bias=False)
         nn.init.zeros_(self.out.weight)  # start as the plain mean, learn the bilinear part
 
@@ -46,7 +35,7 @@ class MLBPFusion(nn.Module):
         """``inputs[m]`` ``(B, D)`` or ``None``; ``present[m]`` ``(B,)`` bool for rows that have it."""
         rows = _batch(inputs)
         product, total, count = None, 0.0, 0.0
-        for m in FUSED:
+        for m in TOWERS:
             value = inputs.get(m)
             if value is None:
                 factor = self.absent[m].expand(rows, -1)

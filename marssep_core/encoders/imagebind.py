@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODALITIES = ("audio", "text", "vision")
-
 
 @dataclass(frozen=True)
 class TrunkSpec:

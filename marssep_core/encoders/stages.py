@@ -8,6 +8,7 @@ pairs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.encoders import losses
 from marssep_core.encoders.checkpoint import load_imagebind_checkpoint
-from marssep_core.encoders.data import EncoderData
+from marssep_core.encoders.data import EncoderData, open_data
 from marssep_core.encoders.fusion import FUSION_KINDS, MLBPFusion, fuse
 from marssep_core.encoders.imagebind import PRESETS, ImageBindModel
 from marssep_core.encoders.metrics import (
@@ -31,10 +31,10 @@ from marssep_core.encoders.metrics import (
     similarity_gap,
     zero_shot_accuracy,
 )
-from marssep_core.encoders.store import load_encoder, save_encoder, save_torch_atomic
-from marssep_core.encoders.tokenizer import ClipTokenizer
+from marssep_core.encoders.store import load_encoder, save_encoder
 from marssep_core.encoders.train import EncoderTrainConfig, train_encoder
 from marssep_core.io_utils import write_json_atomic, write_table_atomic
+from marssep_core.torch_utils import save_torch_atomic
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,6 @@ class EncoderConfig:
     stage2: EncoderTrainConfig = replace(ALIGNMENT, seed=2)
     stage3: EncoderTrainConfig = replace(ALIGNMENT, seed=3)
     fusion: FusionTrainConfig = FusionTrainConfig()
-
-
-def open_data(raw_dir: Path, bank_dir: Path, image_size: int) -> EncoderData:
-    return EncoderData(load_audio_bank(bank_dir), raw_dir, ClipTokenizer(), image_size)
 
 
 def evaluate_encoder(model: ImageBindModel, data: EncoderData, pairs: pd.DataFrame) -> dict[str, float]:
@@ -100,7 +96,7 @@ def run_encoder_stage(
         temperature = cfg.temperature
     else:
         before = evaluate_encoder(model, data, pairs) if stage == "stage1" else None
-        model, temperature, history = train_encoder(stage, model, data, cfg, temperature)
+        model, temperature, history = train_encoder(stage=stage, model=model, data=data, cfg=cfg, temperature=temperature)
     metrics = evaluate_encoder(model, data, pairs)
     report: dict[str, Any] = {"stage": stage, "temperature": round(float(temperature), 5), **metrics}
     if before is not None:
@@ -194,3 +190,37 @@ def run_fusion_stage(
     )
     write_json_atomic(out_metrics, report)
     return report
+
+
+CHAIN = ("pretrain", "stage1", "stage2", "stage3")  # each alignment stage starts from the one before
+
+
+def run_chain_stage(
+    name: str, cfg: EncoderConfig, raw_dir: Path, bank_dir: Path, pairs_path: Path, models_dir: Path, metrics_dir: Path,
+    align_metrics: Path,
+) -> dict[str, Any]:
+    """DVC stage ``name`` (one of ``CHAIN`` or ``fusion``) with the chain's file names: stage ``k``
+    trains ``models_dir/<k>.pt`` from the previous stage's checkpoint; ``fusion`` trains MLBP on
+    ``stage3.pt`` and gathers every stage's metrics with its own into ``align_metrics``."""
+    data = open_data(raw_dir, bank_dir, PRESETS[cfg.backbone]().image_size)
+    if name == "fusion":
+        report = run_fusion_stage(encoder_path=models_dir / "stage3.pt", data=data, cfg=cfg.fusion,
+                                  out_model=models_dir / "mlbp.pt", out_metrics=metrics_dir / "fusion.json")
+        stages = {stage: json.loads((metrics_dir / f"{stage}.json").read_text()) for stage in CHAIN}
+        write_json_atomic(align_metrics, {**stages, "fusion": report})
+        return report
+    if name not in CHAIN:
+        raise ValueError(f"unknown encoder stage {name!r}; choose one of {[*CHAIN, 'fusion']}")
+    position = CHAIN.index(name)
+    return run_encoder_stage(
+        stage=name,
+        data=data,
+        pairs=pd.read_csv(pairs_path),
+        cfg=getattr(cfg, name),
+        out_model=models_dir / f"{name}.pt",
+        out_history=metrics_dir / f"{name}_history.csv",
+        out_metrics=metrics_dir / f"{name}.json",
+        start_from=models_dir / f"{CHAIN[position - 1]}.pt" if position else None,
+        backbone=cfg.backbone,
+        imagebind_checkpoint=cfg.imagebind_checkpoint,
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ from marssep_core.encoders import losses
 from marssep_core.encoders.data import Batch, EncoderData
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.metrics import retrieval_metrics
+from marssep_core.torch_utils import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +73,6 @@ def freeze_backbone(model: ImageBindModel) -> list[nn.Parameter]:
         part.requires_grad_(False)
     model.modality_heads.requires_grad_(True)
     return list(model.modality_heads.parameters())
-
-
-def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
-    """Learning-rate factor for ``LambdaLR``: linear warmup, then cosine decay to 0 at ``steps``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 PRETRAIN_PAIRS = ("audio_text", "audio_vision", "text_vision")
@@ -185,7 +173,7 @@ def train_encoder(
         model.train()
         if stage != "pretrain":  # frozen backbones stay in eval mode (no stochastic depth)
             model.modality_trunks.eval()
-        terms = stage_losses(stage, model, reference, data, rng, temp(), cfg)
+        terms = stage_losses(stage=stage, model=model, reference=reference, data=data, rng=rng, temperature=temp(), cfg=cfg)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

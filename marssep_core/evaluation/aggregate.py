@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from marssep_core.audio.signal import mean_and_stderr
 from marssep_core.evaluation.metrics import METRICS
-from marssep_core.evaluation.signal import mean_and_stderr
 
 QUANTILES = np.linspace(0.0, 1.0, 51)
 

@@ -31,8 +31,7 @@ from torch import nn
 from marssep_core import __version__
 from marssep_core.audio.features import mel_filterbank
 from marssep_core.audio.resample import resample
-from marssep_core.encoders.checkpoint import CheckpointError
-from marssep_core.encoders.store import read_payload, save_torch_atomic
+from marssep_core.torch_utils import CheckpointError, read_payload, save_torch_atomic
 
 FORMAT = "marssep-judge-v1"
 

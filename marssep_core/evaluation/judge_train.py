@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from marssep_core.audio.mixing import crop_or_pad
 from marssep_core.data.audio_bank import AudioBank, load_audio_bank
-from marssep_core.encoders.train import warmup_cosine
 from marssep_core.evaluation.judge import JudgeNet, JudgeNetConfig, TrainedJudge, save_judge
 from marssep_core.io_utils import write_json_atomic
+from marssep_core.torch_utils import warmup_cosine
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from marssep_core.config import AudioConfig
 from marssep_core.data.audio_bank import AudioBank
 from marssep_core.evaluation.figures import spectrogram_figure
 from marssep_core.evaluation.report import MODALITY_NAME, markdown_table
-from marssep_core.evaluation.runner import QUERY_KIND, load_pair_signals
+from marssep_core.evaluation.runner import load_pair_signals
 from marssep_core.io_utils import write_text_atomic
 from marssep_core.separation.evaluate import oracle_irm, separate_batch
 from marssep_core.separation.queries import QueryBank
@@ -72,7 +72,9 @@ def write_listening_page(pairs: pd.DataFrame, table: pd.DataFrame, summary: dict
     (files / "images").mkdir()
     examples = pick_examples(table) if "supervised" in separators else []
     chosen = pairs[pairs["pair_id"].isin({e.pair_id for e in examples})].reset_index(drop=True)
-    signals = load_pair_signals(chosen, bank, queries, tuple(sorted({e.modality for e in examples})), [])
+    signals = load_pair_signals(
+        pairs=chosen, bank=bank, queries=queries, modalities=tuple(sorted({e.modality for e in examples})), errors=[]
+    )
     row_of = {pid: i for i, pid in enumerate(chosen["pair_id"])}
     oracle = oracle_irm(STFT.from_config(audio), signals.mixture, signals.target, signals.interferer)
     outputs = {(name, modality): separate_batch(separator, signals.mixture, signals.queries[modality])
@@ -90,23 +92,23 @@ def write_listening_page(pairs: pd.DataFrame, table: pd.DataFrame, summary: dict
         waves = {"mixture": signals.mixture[row], "target": signals.target[row], "oracle_irm": oracle[row],
                  **{name: outputs[(name, example.modality)][row] for name in separators}}
         stem = f"{example.pair_id}-{example.modality}"
-        players = [_player(files, f"{example.pair_id}-mixture", waves["mixture"], bank.sample_rate,
-                           f"mixture ({pair['snr_db']:+.1f} dB SNR)"),
-                   _player(files, f"{example.pair_id}-target", waves["target"], bank.sample_rate,
-                           f"clean target: {pair['target_class']}")]
+        players = [_player(files=files, name=f"{example.pair_id}-mixture", wave=waves["mixture"], rate=bank.sample_rate,
+                           label=f"mixture ({pair['snr_db']:+.1f} dB SNR)"),
+                   _player(files=files, name=f"{example.pair_id}-target", wave=waves["target"], rate=bank.sample_rate,
+                           label=f"clean target: {pair['target_class']}")]
         for name in systems:
             key = (example.pair_id, name, example.modality)
             score = scores.loc[key] if key in scores.index else None
             label = name if score is None else f"{name}: SI-SDRi {score['si_sdri']:+.2f} dB, CLAP_t {score['clap_t']:.1f}"
             wave_name = f"{example.pair_id}-{name}" if name == "oracle_irm" else f"{stem}-{name}"
-            players.append(_player(files, wave_name, waves[name], bank.sample_rate, label))
+            players.append(_player(files=files, name=wave_name, wave=waves[name], rate=bank.sample_rate, label=label))
         figure = files / "figures" / f"{stem}.png"
         spectrogram_figure([(title, waves[key]) for key, title in
                             [("mixture", "mixture"), ("target", "target"), *[(n, n) for n in systems]]], figure)
         sections.append(
             f"<section class='example' id='{stem}'><h4>{example.pick}: {html.escape(str(pair['target_class']))} "
             f"against {html.escape(str(pair['interferer_class']))} <small>({html.escape(example.pair_id)})</small></h4>"
-            + _query_block(pair, example.modality, bank, raw_dir, files)
+            + _query_block(pair=pair, modality=example.modality, bank=bank, raw_dir=raw_dir, files=files)
             + "<div class='players'>" + "".join(players) + "</div>"
             + f"<img class='spectrogram' src='{FILES}/figures/{figure.name}' alt='spectrograms of {html.escape(stem)}'>"
             + "</section>")
@@ -126,17 +128,19 @@ def _player(files: Path, name: str, wave: np.ndarray, rate: int, label: str) -> 
 
 def _query_block(pair: pd.Series, modality: str, bank: AudioBank, raw_dir: Path, files: Path) -> str:
     parts = []
-    if QUERY_KIND[modality] in ("text", "omni"):
+    if modality in ("text", "omni"):
         parts.append(f"text: <q>{html.escape(str(pair['query_text']))}</q>")
-    if QUERY_KIND[modality] in ("audio", "omni"):
+    if modality in ("audio", "omni"):
         clip = str(pair["query_audio_clip"])
-        parts.append(_player(files, f"query-{clip}", bank.clip(clip)[: 4 * bank.sample_rate], bank.sample_rate,
-                             f"reference audio ({clip})"))
-    if QUERY_KIND[modality] in ("vision", "omni") and pair["query_image"]:
+        parts.append(_player(files=files, name=f"query-{clip}", wave=bank.clip(clip)[: 4 * bank.sample_rate], rate=bank.sample_rate,
+                             label=f"reference audio ({clip})"))
+    if modality in ("image", "omni") and pair["query_image"]:
         source = raw_dir / str(pair["query_image"])
         target = files / "images" / source.name
         shutil.copyfile(source, target)
-        parts.append(f"<img class='query' src='{FILES}/images/{target.name}' alt='query picture of {html.escape(str(pair['target_class']))}'>")
+        parts.append(
+            f"<img class='query' src='{FILES}/images/{target.name}' alt='query picture of {html.escape(str(pair['target_class']))}'>"
+        )
     return "<div class='query'>query " + " ".join(parts) + "</div>"
 
 
@@ -144,8 +148,11 @@ def _document(summary: dict[str, Any], corpora: list[str], systems: list[str], s
     modalities = sorted({key.split(".")[2] for key in summary if key.count(".") >= 3 and key.split(".")[0] in corpora},
                         key=lambda m: list(MODALITY_NAME).index(m) if m in MODALITY_NAME else 99)
     columns = [("SI-SDRi", "si_sdri", 1.0), ("SDR", "sdr", 1.0), ("CLAP_t", "clap_t", 1.0)]
-    tables = "".join(f"<h3>{html.escape(corpus)}</h3>" + _html_table(markdown_table(summary, corpus, systems, modalities, columns))
-                     for corpus in corpora)
+    tables = "".join(
+        f"<h3>{html.escape(corpus)}</h3>"
+        + _html_table(markdown_table(summary=summary, corpus=corpus, systems=systems, modalities=modalities, columns=columns))
+        for corpus in corpora
+    )
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 8px}.players{display:flex;flex-wrap:wrap;gap:8px}"
              "figure{margin:0}figcaption{font-size:80%}img.spectrogram{max-width:100%;max-height:640px}img.query{height:96px}"
@@ -179,9 +186,9 @@ def rebuild_listening_page(pairs_path: Path, table_path: Path, metrics_path: Pat
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run 'dvc repro evaluate' first")
     queries = QueryBank.load(queries_path)
-    return write_listening_page(pd.read_csv(pairs_path, keep_default_na=False), pd.read_csv(table_path, keep_default_na=False),
-                                json.loads(metrics_path.read_text()), load_audio_bank(bank_dir), queries,
-                                load_models(models, queries), audio, raw_dir, report_dir)
+    return write_listening_page(pairs=pd.read_csv(pairs_path, keep_default_na=False), table=pd.read_csv(table_path, keep_default_na=False),
+                                summary=json.loads(metrics_path.read_text()), bank=load_audio_bank(bank_dir), queries=queries,
+                                separators=load_models(models, queries), audio=audio, raw_dir=raw_dir, report_dir=report_dir)
 
 
 def summary_text(metrics: dict[str, Any], page: Path | None = None) -> str:

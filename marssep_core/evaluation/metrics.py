@@ -16,18 +16,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from marssep_core.audio.signal import si_sdr_np
 from marssep_core.evaluation.bss import bss_eval_target
 from marssep_core.evaluation.judge import SemanticJudge
-from marssep_core.evaluation.signal import si_sdr
 
 SIGNAL_METRICS = ("sdr", "sir", "sar", "si_sdr", "si_sdri")
 SEMANTIC_METRICS = ("clap_t", "clap_a", "leakage")
 METRICS = SIGNAL_METRICS + SEMANTIC_METRICS
-
-
-def si_sdr_np(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """SI-SDR in dB of ``(..., samples)`` numpy signals, computed in float64."""
-    return si_sdr(torch.from_numpy(np.asarray(estimate, np.float64)), torch.from_numpy(np.asarray(reference, np.float64))).numpy()
 
 
 @torch.no_grad()
@@ -78,6 +73,13 @@ def get_metrics(
         if query_text is None or interferer_class is None:
             raise ValueError("semantic metrics need query_text and interferer_class")
         for prefix, candidate in (("input_", mixture), ("", estimate)):
-            scores = semantic_scores(judge, candidate[None], target[None], [query_text], [interferer_class], sample_rate)
+            scores = semantic_scores(
+                judge=judge,
+                estimates=candidate[None],
+                references=target[None],
+                texts=[query_text],
+                interferer_classes=[interferer_class],
+                sample_rate=sample_rate,
+            )
             out |= {f"{prefix}{k}": (float(v[0]) if k != "judged_class" else str(v[0])) for k, v in scores.items()}
     return out

@@ -30,7 +30,9 @@ def _cell(summary: dict[str, Any], prefix: str, metric: str, scale: float = 1.0)
     return f"{summary[f'{prefix}.{metric}'] * scale:.2f} ± {summary[f'{prefix}.{metric}_sem'] * scale:.2f}"
 
 
-def markdown_table(summary: dict[str, Any], corpus: str, systems: list[str], modalities: list[str], columns: list[tuple[str, str, float]]) -> list[str]:
+def markdown_table(
+    summary: dict[str, Any], corpus: str, systems: list[str], modalities: list[str], columns: list[tuple[str, str, float]]
+) -> list[str]:
     lines = ["| query | system | " + " | ".join(name for name, _, _ in columns) + " | n |",
              "|---|---|" + "---|" * len(columns) + "---|"]
     for modality in modalities:
@@ -85,7 +87,7 @@ def render_report(
         out += [f"## {title}", ""]
         for corpus in corpora:
             out += [f"### {corpus} ({CORPUS_ROLE.get(corpus, 'corpus')})", ""]
-            out += markdown_table(summary, corpus, systems, modalities, columns) + [""]
+            out += markdown_table(summary=summary, corpus=corpus, systems=systems, modalities=modalities, columns=columns) + [""]
     if paired:
         out += ["## Paired differences", ""]
         for name, by_modality in paired.items():

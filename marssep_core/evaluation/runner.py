@@ -24,12 +24,14 @@ import pandas as pd
 import threadpoolctl
 import torch
 
+from marssep_core.audio.signal import pair_si_sdri, si_sdr_np
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.data.audio_bank import AudioBank
+from marssep_core.encoders.vocabulary import QUERY_KINDS
 from marssep_core.evaluation.bss import BssEvalError, bss_eval_target
 from marssep_core.evaluation.judge import SemanticJudge
-from marssep_core.evaluation.metrics import semantic_scores, si_sdr_np
+from marssep_core.evaluation.metrics import semantic_scores
 from marssep_core.separation.data import pair_queries, pair_signals
 from marssep_core.separation.evaluate import oracle_irm, separate_batch
 from marssep_core.separation.queries import QueryBank
@@ -37,8 +39,6 @@ from marssep_core.separation.separator import Separator
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("text", "audio", "image", "omni")
-QUERY_KIND = {"text": "text", "audio": "audio", "image": "vision", "omni": "omni"}
 REFERENCE_SYSTEMS = ("mixture", "oracle_irm")
 
 
@@ -50,7 +50,7 @@ class EvaluationError(RuntimeError):
 class EvaluateConfig:
     """``evaluate`` params section."""
 
-    modalities: tuple[str, ...] = MODALITIES
+    modalities: tuple[str, ...] = QUERY_KINDS
     batch: int = 32  # separator batch
     workers: int = 2  # BSS Eval processes
     max_error_rate: float = 0.02  # failed units / all units above which the stage fails
@@ -92,9 +92,9 @@ def load_pair_signals(pairs: pd.DataFrame, bank: AudioBank, queries: QueryBank, 
         mixture[row], target[row], interferer[row] = (s[0] for s in signals)
         ok[row] = True
         for modality in modalities:
-            embedded[modality][row] = query[QUERY_KIND[modality]][0]
+            embedded[modality][row] = query[modality][0]
             usable[modality][row] = modality != "image" or bool(query["has_image"][0])
-    return PairSignals(mixture, target, interferer, ok, embedded, usable)
+    return PairSignals(mixture=mixture, target=target, interferer=interferer, ok=ok, queries=embedded, usable=usable)
 
 
 @dataclass
@@ -175,15 +175,15 @@ def evaluate_systems(
     cfg: EvaluateConfig,
 ) -> EvaluationResult:
     """Score every unit; see ``EvaluationResult``."""
-    unknown = sorted(set(cfg.modalities) - set(MODALITIES))
+    unknown = sorted(set(cfg.modalities) - set(QUERY_KINDS))
     if unknown or set(separators) & set(REFERENCE_SYSTEMS):
-        raise ValueError(f"modalities must be among {MODALITIES} (got {unknown}); systems may not be named {REFERENCE_SYSTEMS}")
+        raise ValueError(f"modalities must be among {QUERY_KINDS} (got {unknown}); systems may not be named {REFERENCE_SYSTEMS}")
     for name, separator in separators.items():
         if separator.sample_rate != bank.sample_rate:
             raise ValueError(f"system {name}: model at {separator.sample_rate} Hz, audio bank at {bank.sample_rate} Hz")
     errors: list[dict[str, str]] = []
     pairs = pairs.reset_index(drop=True)
-    signals = load_pair_signals(pairs, bank, queries, cfg.modalities, errors)
+    signals = load_pair_signals(pairs=pairs, bank=bank, queries=queries, modalities=cfg.modalities, errors=errors)
     stft = STFT.from_config(audio)  # for the oracle mask
     target_emb = judge.embed_audio(signals.target, bank.sample_rate)
     target_judged = np.asarray(judge.classes, dtype=object)[(target_emb @ judge.class_embeddings().T).argmax(dim=1).numpy()]
@@ -192,6 +192,7 @@ def evaluate_systems(
     semantic: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     rows_of: dict[tuple[str, str], np.ndarray] = {}
     text_estimates: dict[str, np.ndarray] = {"target": signals.target}
+    mixture_si_sdr = si_sdr_np(signals.mixture, signals.target)
     systems = ["mixture", *separators, "oracle_irm"]
     for system in systems:
         # the reference systems ignore the query: one block over every good pair
@@ -201,8 +202,8 @@ def evaluate_systems(
             rows = np.flatnonzero(mask)
             if rows.size == 0:
                 continue
-            estimate = _estimates(system, separators.get(system), stft, signals,
-                                  None if modality == "*" else signals.queries[modality], rows, cfg.batch)
+            estimate = _estimates(system=system, separator=separators.get(system), stft=stft, signals=signals,
+                                  query=None if modality == "*" else signals.queries[modality], rows=rows, batch=cfg.batch)
             if modality in ("*", "text"):
                 full = np.zeros_like(signals.mixture)
                 full[rows] = estimate
@@ -210,19 +211,24 @@ def evaluate_systems(
             bss.submit((system, modality), rows, estimate)
             rows_of[(system, modality)] = rows
             semantic[(system, modality)] = semantic_scores(
-                judge, estimate, signals.target[rows], [texts[r] for r in rows], pairs["interferer_class"].iloc[rows].tolist(),
-                bank.sample_rate, target_emb[torch.from_numpy(rows)])
-            semantic[(system, modality)]["si_sdr"] = si_sdr_np(estimate, signals.target[rows])
+                judge=judge,
+                estimates=estimate,
+                references=signals.target[rows],
+                texts=[texts[r] for r in rows],
+                interferer_classes=pairs["interferer_class"].iloc[rows].tolist(),
+                sample_rate=bank.sample_rate,
+                reference_embeddings=target_emb[torch.from_numpy(rows)],
+            )
+            semantic[(system, modality)]["si_sdr"], semantic[(system, modality)]["si_sdri"] = pair_si_sdri(
+                estimate, signals.target[rows], mixture_si_sdr[rows])
             log.info("separated and judged %s / %s (%d pairs)", system, modality, rows.size)
-    mixture_si_sdr = si_sdr_np(signals.mixture, signals.target)
     frames = []
     for (system, modality), scores in bss.results():
         rows = rows_of[(system, modality)]
         sdr, sir, sar, err = (np.array(col) for col in zip(*scores))
         block = pd.DataFrame({"row": rows, "system": system, "sdr": sdr, "sir": sir, "sar": sar, "error": err})
-        for key in ("si_sdr", "clap_t", "clap_a", "leakage", "judged_class"):
+        for key in ("si_sdr", "si_sdri", "clap_t", "clap_a", "leakage", "judged_class"):
             block[key] = semantic[(system, modality)][key]
-        block["si_sdri"] = block["si_sdr"] - mixture_si_sdr[rows]
         for shown in ([modality] if modality != "*" else list(cfg.modalities)):
             usable = signals.usable[shown][rows]
             frames.append(block[usable].assign(modality=shown))
@@ -230,8 +236,13 @@ def evaluate_systems(
     for unit in table[table["error"] != ""].itertuples():
         errors.append({"pair_id": unit.pair_id, "system": unit.system, "modality": unit.modality, "error": unit.error})
     target_judged[~signals.ok] = ""
-    return EvaluationResult(table, pd.DataFrame(errors, columns=["pair_id", "system", "modality", "error"]), text_estimates,
-                            target_judged, int(signals.ok.sum()))
+    return EvaluationResult(
+        table=table,
+        errors=pd.DataFrame(errors, columns=["pair_id", "system", "modality", "error"]),
+        waves=text_estimates,
+        target_judged=target_judged,
+        pairs_ok=int(signals.ok.sum()),
+    )
 
 
 def _finish(table: pd.DataFrame, pairs: pd.DataFrame, systems: list[str], modalities: tuple[str, ...]) -> pd.DataFrame:

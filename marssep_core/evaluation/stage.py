@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,30 +83,32 @@ def _error_budget(result: EvaluationResult, pairs: int, systems: int, modalities
     return {"failed": failed, "units": units, "rate": round(failed / max(1, units), 6), "budget": budget}
 
 
-def run_evaluate_stage(
-    cfg: EvaluateConfig,
-    audio: AudioConfig,
-    pairs_path: Path,
-    bank_dir: Path,
-    queries_path: Path,
-    models: dict[str, Path],
-    judge_path: Path,
-    judge_metrics: Path | None,
-    out_dir: Path,
-    report_dir: Path,
-    raw_dir: Path,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvaluatePaths:
+    """What ``evaluate`` reads and writes besides the separators (field names are the script's options)."""
+
+    pairs: Path  # the fixed test pairs
+    bank: Path
+    queries: Path
+    judge: Path
+    judge_metrics: Path | None  # the judge's own metrics, copied into the report
+    out: Path  # folder of eval.json and the tables
+    report: Path  # folder of eval.md, figures/ and eval.html
+    raw: Path  # the corpus: query pictures for eval.html
+
+
+def run_evaluate_stage(cfg: EvaluateConfig, audio: AudioConfig, paths: EvaluatePaths, models: dict[str, Path]) -> dict[str, Any]:
     """Run the evaluation and write every output; raises ``EvaluationError`` (after writing the
     tables) when more units failed than ``cfg.max_error_rate`` allows."""
     started = time.monotonic()
-    pairs = pd.read_csv(pairs_path, keep_default_na=False)
-    bank = load_audio_bank(bank_dir)
-    queries = QueryBank.load(queries_path)
-    judge, judge_info = open_judge(cfg, judge_path, judge_metrics)
+    pairs = pd.read_csv(paths.pairs, keep_default_na=False)
+    bank = load_audio_bank(paths.bank)
+    queries = QueryBank.load(paths.queries)
+    judge, judge_info = open_judge(cfg, paths.judge, paths.judge_metrics)
     separators = load_models(models, queries)
-    result = evaluate_systems(pairs, bank, queries, separators, judge, audio, cfg)
+    result = evaluate_systems(pairs=pairs, bank=bank, queries=queries, separators=separators, judge=judge, audio=audio, cfg=cfg)
     systems = ["mixture", *separators, "oracle_irm"]
-    errors = _error_budget(result, len(pairs), len(systems), len(cfg.modalities), cfg.max_error_rate)
+    errors = _error_budget(result=result, pairs=len(pairs), systems=len(systems), modalities=len(cfg.modalities), budget=cfg.max_error_rate)
     corpora = sorted(pairs["corpus"].unique())
     built = result.target_judged != ""
     hit = pd.Series(result.target_judged[built] == pairs["target_class"].to_numpy()[built], index=pairs["corpus"][built])
@@ -117,10 +120,10 @@ def run_evaluate_stage(
     metrics |= {f"judge.{corpus}.target_crop_accuracy": round(v, 4) for corpus, v in judge_info["target_crops"].items()}
     metrics |= {f"errors.{k}": v for k, v in errors.items() if k != "budget"}
     metrics |= {f"paired.{name}.{modality}.{k}": v for name, by in paired.items() for modality, d in by.items() for k, v in d.items()}
-    write_table_atomic(out_dir / "eval_pairs.csv", result.table)
-    write_table_atomic(out_dir / "eval_errors.csv", result.errors)
-    write_table_atomic(out_dir / "eval_cdf_si_sdri.csv", distribution(result.table, "si_sdri"))
-    write_table_atomic(out_dir / "eval_cdf_clap_t.csv", distribution(result.table, "clap_t"))
+    write_table_atomic(paths.out / "eval_pairs.csv", result.table)
+    write_table_atomic(paths.out / "eval_errors.csv", result.errors)
+    write_table_atomic(paths.out / "eval_cdf_si_sdri.csv", distribution(result.table, "si_sdri"))
+    write_table_atomic(paths.out / "eval_cdf_clap_t.csv", distribution(result.table, "clap_t"))
     figures = []
     model_for_figures = "supervised" if "supervised" in separators else next(iter(separators), None)
     if model_for_figures and cfg.figures_per_corpus > 0:
@@ -132,14 +135,33 @@ def run_evaluate_stage(
                        result.waves["mixture"][row]), (f"target ({pair['target_class']})", result.waves["target"][row])]
             panels += [(f"{name}, text query \"{pair['query_text']}\"", result.waves[name][row]) for name in separators]
             panels.append(("oracle IRM", result.waves["oracle_irm"][row]))
-            spectrogram_figure(panels, report_dir / "figures" / f"{pair_id}.png")
+            spectrogram_figure(panels, paths.report / "figures" / f"{pair_id}.png")
             figures.append(pair_id)
-    report = render_report(summary, corpora, systems, list(cfg.modalities), judge_info, errors, paired, figures)
-    write_text_atomic(report_dir / "eval.md", report)
-    write_listening_page(pairs, result.table, summary, bank, queries, separators, audio, raw_dir, report_dir)
-    write_json_atomic(out_dir / "eval.json", metrics)
+    report = render_report(
+        summary=summary,
+        corpora=corpora,
+        systems=systems,
+        modalities=list(cfg.modalities),
+        judge=judge_info,
+        errors=errors,
+        paired=paired,
+        figures=figures,
+    )
+    write_text_atomic(paths.report / "eval.md", report)
+    write_listening_page(
+        pairs=pairs,
+        table=result.table,
+        summary=summary,
+        bank=bank,
+        queries=queries,
+        separators=separators,
+        audio=audio,
+        raw_dir=paths.raw,
+        report_dir=paths.report,
+    )
+    write_json_atomic(paths.out / "eval.json", metrics)
     log.info("evaluated %d units (%d failed) in %.0f s", errors["units"], errors["failed"], time.monotonic() - started)
     if errors["rate"] > cfg.max_error_rate:
         raise EvaluationError(f"{errors['failed']} of {errors['units']} evaluation units failed ({100 * errors['rate']:.2f} %), "
-                              f"over the budget of {100 * cfg.max_error_rate:.2f} %; see {out_dir / 'eval_errors.csv'}")
+                              f"over the budget of {100 * cfg.max_error_rate:.2f} %; see {paths.out / 'eval_errors.csv'}")
     return metrics

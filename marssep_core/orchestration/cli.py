@@ -35,6 +35,7 @@ def add_orchestrate_parser(commands: argparse._SubParsersAction) -> None:
                                 help="seconds to wait for readiness (up) or for a clean exit before SIGKILL (down)")
         if name == "status":
             action.add_argument("--json", action="store_true", help="machine-readable output")
+    orchestrate.set_defaults(run=run_orchestrate)
 
 
 def _config(args: argparse.Namespace) -> local.StackConfig:

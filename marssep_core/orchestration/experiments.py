@@ -90,7 +90,9 @@ def select_metrics(diff: Mapping[str, Any], patterns: Sequence[str] = DEFAULT_ME
                     continue
                 seen.add((file, key))
                 values = metrics[file][key]
-                chosen.append(MetricChange(file, key, values.get("old"), values.get("new"), values.get("diff")))
+                chosen.append(
+                    MetricChange(file=file, key=key, baseline=values.get("old"), experiment=values.get("new"), change=values.get("diff"))
+                )
     return chosen
 
 

@@ -52,7 +52,9 @@ class SurrogateTerms:
     ratio_max: float
 
 
-def clipped_surrogate(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def clipped_surrogate(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean over samples and bins of ``min(rho A, clip(rho, 1 - eps, 1 + eps) A)`` with the
     per-bin ratio ``rho = exp(log pi - log pi_old)``; ``advantages (G, B)`` broadcast over bins.
     Returns the objective (to maximise) and ``rho`` (detached)."""
@@ -77,5 +79,12 @@ def mars_loss(
     mean_entropy, mean_kl = entropy.mean(), kl.mean()
     loss = -policy - entropy_coef * mean_entropy + kl_coef * mean_kl
     clipped = ((ratio < 1.0 - clip_eps) | (ratio > 1.0 + clip_eps)).float().mean()
-    return SurrogateTerms(loss, policy.detach(), mean_entropy.detach(), mean_kl.detach(), float(clipped),
-                          float(ratio.min()), float(ratio.max()))
+    return SurrogateTerms(
+        loss=loss,
+        policy=policy.detach(),
+        entropy=mean_entropy.detach(),
+        kl=mean_kl.detach(),
+        clip_fraction=float(clipped),
+        ratio_min=float(ratio.min()),
+        ratio_max=float(ratio.max()),
+    )

@@ -31,11 +31,11 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from marssep_core.audio.signal import si_sdr
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.encoders.store import load_encoder
 from marssep_core.evaluation.judge import SemanticJudge, load_judge
 from marssep_core.evaluation.metrics import semantic_scores
-from marssep_core.evaluation.signal import si_sdr
 from marssep_core.io_utils import write_json_atomic
 from marssep_core.rl.policy import sample_masks, sample_patch_masks
 from marssep_core.rl.reward import RewardModel, load_mlbp
@@ -86,9 +86,13 @@ def probe_reward(separator: Separator, val: ValidationSet, pairs: pd.DataFrame, 
         if tuple(patch) == (1, 1):
             masks = sample_masks(proposal, kappa, cfg.group_size, generator)
         else:
-            masks = sample_patch_masks(proposal, kappa, cfg.group_size, (int(patch[0]), int(patch[1])), generator)[0]
+            masks = sample_patch_masks(
+                proposal=proposal, kappa=kappa, group_size=cfg.group_size, patch=(int(patch[0]), int(patch[1])), generator=generator
+            )[0]
         groups = separator.reconstruct(masks, magnitude, phase, mixture.shape[-1])  # (G, P, S)
-        by_patch[f"{patch[0]}x{patch[1]}"] = _group_figures(groups, single, val, pairs, reward, judge, separator.sample_rate)
+        by_patch[f"{patch[0]}x{patch[1]}"] = _group_figures(
+            groups=groups, single=single, val=val, pairs=pairs, reward=reward, judge=judge, sample_rate=separator.sample_rate
+        )
     return {"group_size": cfg.group_size, "kappa": kappa, "seed": cfg.seed, "by_patch": by_patch}
 
 
@@ -100,8 +104,14 @@ def _group_figures(groups: torch.Tensor, single: np.ndarray, val: ValidationSet,
     count = groups.shape[0]
     group_rewards = reward(groups, val.anchors, target, val.interferer_text)[0].numpy()
     group_si_sdr = si_sdr(groups, target[None].expand_as(groups)).numpy()
-    judged = semantic_scores(judge, groups.reshape(count * len(pairs), -1).numpy(), np.tile(val.target, (count, 1)),
-                             val.texts * count, val.interferer_classes * count, sample_rate)
+    judged = semantic_scores(
+        judge=judge,
+        estimates=groups.reshape(count * len(pairs), -1).numpy(),
+        references=np.tile(val.target, (count, 1)),
+        texts=val.texts * count,
+        interferer_classes=val.interferer_classes * count,
+        sample_rate=sample_rate,
+    )
     group_clap = judged["clap_t"].reshape(count, len(pairs))
     by_corpus: dict[str, Any] = {}
     for corpus, rows in pairs.reset_index(drop=True).groupby("corpus").groups.items():
@@ -137,8 +147,10 @@ def run_probe_stage(cfg: ProbeConfig, rl: RLConfig, raw_dir: Path, bank_dir: Pat
     reward = RewardModel(encoder, load_mlbp(rl.reward_mlbp) if rl.reward.fusion == "mlbp" else None, rl.reward)
     judge, _ = load_judge(judge_path)
     pairs = validation_pairs(bank, raw_dir, rl.validation)
-    val = ValidationSet(pairs, bank, queries, reward_query_bank(encoder_path, queries, raw_dir, bank_dir), reward)
+    val = ValidationSet(
+        pairs=pairs, bank=bank, queries=queries, reward_queries=reward_query_bank(encoder_path, queries, raw_dir, bank_dir), reward=reward
+    )
     report = {"model": str(model), "reward_encoder": str(encoder_path), "fusion": rl.reward.fusion,
-              **probe_reward(separator.eval(), val, pairs, reward, judge, rl.kappa, cfg)}
+              **probe_reward(separator=separator.eval(), val=val, pairs=pairs, reward=reward, judge=judge, kappa=rl.kappa, cfg=cfg)}
     write_json_atomic(out_metrics, report)
     return report

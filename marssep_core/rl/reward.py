@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from marssep_core.audio.signal import si_sdr
 from marssep_core.encoders.fusion import FUSION_KINDS, MLBPFusion, fuse
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, clip_starts, kaldi_fbank
-from marssep_core.encoders.store import read_payload
-from marssep_core.evaluation.signal import si_sdr
+from marssep_core.torch_utils import read_payload
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,19 @@ import torch
 
 from marssep_core.config import AudioConfig
 from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.encoders.api import resolve_device
-from marssep_core.encoders.stages import open_data
+from marssep_core.encoders.data import open_data
 from marssep_core.encoders.store import load_encoder
 from marssep_core.evaluation.judge import load_judge
 from marssep_core.io_utils import md5_file, write_json_atomic, write_table_atomic
 from marssep_core.rl.reward import RewardConfig, RewardModel, load_mlbp
 from marssep_core.rl.task import PolicyConfig, RewardAnchors, RLTask
 from marssep_core.separation.data import MixingConfig, training_sampler
+from marssep_core.separation.embed_queries import build_query_bank
 from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
-from marssep_core.separation.queries import QueryBank, build_query_bank
+from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator, save_separator
 from marssep_core.separation.stages import ValidationConfig, validation_pairs
+from marssep_core.torch_utils import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -75,42 +76,67 @@ def _val(row: dict[str, float]) -> dict[str, float]:
     return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
 
 
-def run_rl_stage(
-    cfg: RLConfig,
-    audio: AudioConfig,
-    raw_dir: Path,
-    bank_dir: Path,
-    queries_path: Path,
-    init_model: Path,
-    judge_path: Path,
-    out_model: Path,
-    out_metrics: Path,
-    out_history: Path,
-    run_dir: Path,
-    soundfonts: Path | None = None,
-) -> dict[str, Any] | None:
-    """Fine-tune, select, save; metrics on rank 0, ``None`` on the other DDP ranks (``soundfonts``:
-    as for ``run_supervised_stage``)."""
+@dataclass(frozen=True)
+class RLPaths:
+    """What ``train_rl`` reads and writes (field names are the script's options; the reward
+    encoder and MLBP are params, ``rl.reward_encoder`` and ``rl.reward_mlbp``)."""
+
+    raw: Path
+    bank: Path
+    queries: Path
+    init: Path  # the supervised separator to fine-tune
+    judge: Path  # the independent judge of the reward-hacking watch
+    out: Path
+    metrics: Path
+    history: Path
+    run_dir: Path
+    soundfonts: Path | None = None
+
+
+def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str, Any] | None:
+    """Fine-tune, select, save; metrics on rank 0, ``None`` on the other DDP ranks."""
     if cfg.select not in SELECTIONS:
         raise ValueError(f"rl.select must be one of {SELECTIONS}, got {cfg.select!r}")
     torch.manual_seed(cfg.loop.seed)
-    bank = load_audio_bank(bank_dir)
-    queries = QueryBank.load(queries_path)
-    separator, info = load_separator(init_model)
+    bank = load_audio_bank(paths.bank)
+    queries = QueryBank.load(paths.queries)
+    separator, info = load_separator(paths.init)
     if separator.sample_rate != audio.sample_rate or separator.sample_rate != bank.sample_rate:
-        raise ValueError(f"{init_model}: model at {separator.sample_rate} Hz, params/audio bank at {audio.sample_rate}/{bank.sample_rate} Hz")
+        raise ValueError(
+            f"{paths.init}: model at {separator.sample_rate} Hz, params/audio bank at {audio.sample_rate}/{bank.sample_rate} Hz"
+        )
     encoder_path = Path(cfg.reward_encoder)
     encoder, _, _ = load_encoder(encoder_path)
     reward = RewardModel(encoder, load_mlbp(cfg.reward_mlbp) if cfg.reward.fusion == "mlbp" else None, cfg.reward)
     reward.to(resolve_device(cfg.loop.device))
-    judge, _ = load_judge(judge_path)
-    anchors = RewardAnchors(reward_query_bank(encoder_path, queries, raw_dir, bank_dir), bank)
-    task = RLTask(separator, cfg, cfg.loop.steps, training_sampler(bank, queries, cfg.mixing, soundfonts), reward, anchors,
-                  validation_pairs(bank, raw_dir, cfg.validation), bank, queries, judge, cfg.validation.batch)
+    judge, _ = load_judge(paths.judge)
+    anchors = RewardAnchors(reward_query_bank(encoder_path, queries, paths.raw, paths.bank), bank)
+    task = RLTask(
+        separator=separator,
+        cfg=cfg,
+        steps=cfg.loop.steps,
+        sampler=training_sampler(bank, queries, cfg.mixing, paths.soundfonts),
+        reward=reward,
+        anchors=anchors,
+        val_pairs=validation_pairs(bank, paths.raw, cfg.validation),
+        bank=bank,
+        queries=queries,
+        judge=judge,
+        eval_batch=cfg.validation.batch,
+    )
     separator.to(resolve_device(cfg.loop.device)).eval()
     start = task.evaluate(separator.mask_net)
-    fingerprint = fingerprint_of(cfg, audio, queries.encoder, md5_file(init_model), md5_file(encoder_path))
-    result = train_loop(separator.mask_net, task, cfg.loop, run_dir, fingerprint, cfg.select, None, "rl")
+    fingerprint = fingerprint_of(cfg, audio, queries.encoder, md5_file(paths.init), md5_file(encoder_path))
+    result = train_loop(
+        model=separator.mask_net,
+        task=task,
+        cfg=cfg.loop,
+        run_dir=paths.run_dir,
+        fingerprint=fingerprint,
+        selection_metric=cfg.select,
+        history_csv=None,
+        desc="rl",
+    )
     if not result.dist.is_main:
         return None
     history = [{"step": 0, **{f"val_{k}": v for k, v in start.items()}}, *result.history]
@@ -131,9 +157,9 @@ def run_rl_stage(
         "processes": result.dist.world_size,
         "replicas_identical": len(set(result.replica_digests)) == 1,
     }
-    save_separator(out_model, separator, info["encoder"], {"stage": "train_rl", "step": result.best_step, "init": str(init_model),
+    save_separator(paths.out, separator, info["encoder"], {"stage": "train_rl", "step": result.best_step, "init": str(paths.init),
                                                            "selected_by": cfg.select, "val": _val(best)})
-    write_table_atomic(out_history, pd.DataFrame(history))
-    write_json_atomic(out_metrics, report)
-    clear_run(run_dir)
+    write_table_atomic(paths.history, pd.DataFrame(history))
+    write_json_atomic(paths.metrics, report)
+    clear_run(paths.run_dir)
     return report

@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from marssep_core.audio.signal import pair_si_sdri, si_sdr_np
 from marssep_core.data.audio_bank import AudioBank
 from marssep_core.evaluation.judge import SemanticJudge
-from marssep_core.evaluation.metrics import semantic_scores, si_sdr_np
+from marssep_core.evaluation.metrics import semantic_scores
 from marssep_core.rl.objective import EmaBaseline, group_advantages, mars_loss
 from marssep_core.rl.policy import beta_entropy, beta_kl, beta_log_prob, beta_parameters, sample_masks
 from marssep_core.rl.reward import RewardModel
@@ -89,7 +90,7 @@ class RLTask:
         self.reward, self.anchors, self.judge, self.eval_batch = reward, anchors, judge, eval_batch
         self.baseline = EmaBaseline(cfg.baseline_decay)
         self.calls, self.rollout = 0, None
-        self.val = ValidationSet(val_pairs, bank, queries, anchors.queries, reward)
+        self.val = ValidationSet(pairs=val_pairs, bank=bank, queries=queries, reward_queries=anchors.queries, reward=reward)
 
     def kappa_at(self, call: int) -> float:
         progress = min(1.0, (call // self.cfg.inner_epochs) * self.cfg.inner_epochs / max(1, self.steps))
@@ -116,9 +117,11 @@ class RLTask:
         scalars = {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "baseline": baseline,
                    "advantage_std": float(advantages.std()), "kappa": kappa,
                    **{f"reward_{name}": float(value.mean()) for name, value in parts.items()}}
-        return Rollout(magnitude, query, old, masks, advantages, scalars, kappa)
+        return Rollout(magnitude=magnitude, query=query, old_proposal=old, masks=masks, advantages=advantages, scalars=scalars, kappa=kappa)
 
-    def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         if self.rollout is None or self.calls % self.cfg.inner_epochs == 0:
             self.rollout = self.roll_out(model, rng, batch_size, device)
         self.calls += 1
@@ -127,9 +130,16 @@ class RLTask:
         with torch.autocast(device.type, enabled=False):
             alpha, beta = beta_parameters(proposal, r.kappa)
             old_alpha, old_beta = beta_parameters(r.old_proposal, r.kappa)
-            terms = mars_loss(beta_log_prob(r.masks, alpha[None], beta[None]), beta_log_prob(r.masks, old_alpha[None], old_beta[None]),
-                              r.advantages, beta_entropy(alpha, beta), beta_kl(alpha, beta, old_alpha, old_beta),
-                              self.cfg.clip_eps, self.cfg.entropy_coef, self.cfg.kl_coef)
+            terms = mars_loss(
+                log_prob=beta_log_prob(r.masks, alpha[None], beta[None]),
+                old_log_prob=beta_log_prob(r.masks, old_alpha[None], old_beta[None]),
+                advantages=r.advantages,
+                entropy=beta_entropy(alpha, beta),
+                kl=beta_kl(alpha, beta, old_alpha, old_beta),
+                clip_eps=self.cfg.clip_eps,
+                entropy_coef=self.cfg.entropy_coef,
+                kl_coef=self.cfg.kl_coef,
+            )
         scalars = {**r.scalars, "surrogate": float(terms.policy), "entropy": float(terms.entropy), "kl": float(terms.kl),
                    "clip_fraction": terms.clip_fraction, "ratio_min": terms.ratio_min, "ratio_max": terms.ratio_max}
         return terms.loss, scalars
@@ -144,14 +154,21 @@ class RLTask:
         out = {}
         for kind in ("text", "audio"):
             estimate = separate_batch(separator, v.mixture, v.queries[kind], self.eval_batch)
-            out[f"si_sdri_{kind}"] = round(float(np.mean(si_sdr_np(estimate, v.target) - v.mixture_si_sdr)), 4)
+            out[f"si_sdri_{kind}"] = round(float(np.mean(pair_si_sdri(estimate, v.target, v.mixture_si_sdr)[1])), 4)
             if kind == "text":
                 text_estimate = estimate
         waves = torch.from_numpy(text_estimate).to(device)[None]
         rewards, parts = self.reward(waves, v.anchors.to(device), torch.from_numpy(v.target).to(device), v.interferer_text.to(device))
         out["reward"] = round(float(rewards.mean()), 5)
         out["reward_semantic"] = round(float(parts["semantic"].mean()), 5)
-        judged = semantic_scores(self.judge, text_estimate, v.target, v.texts, v.interferer_classes, separator.sample_rate)
+        judged = semantic_scores(
+            judge=self.judge,
+            estimates=text_estimate,
+            references=v.target,
+            texts=v.texts,
+            interferer_classes=v.interferer_classes,
+            sample_rate=separator.sample_rate,
+        )
         out["judge_clap_t"] = round(float(judged["clap_t"].mean()), 4)
         out["judge_leakage"] = round(float(judged["leakage"].mean()), 4)
         return out
@@ -165,7 +182,7 @@ class ValidationSet:
         self.mixture_si_sdr = si_sdr_np(self.mixture, self.target)
         self.queries = pair_queries(pairs, queries)
         target_side = pair_queries(pairs, reward_queries)
-        self.anchors = reward.anchors(target_side["text"], target_side["audio"], target_side["vision"], target_side["has_image"])
+        self.anchors = reward.anchors(target_side["text"], target_side["audio"], target_side["image"], target_side["has_image"])
         self.texts = pairs["query_text"].tolist()
         self.interferer_classes = pairs["interferer_class"].tolist()
         self.interferer_text = reward_queries.text_of(self.interferer_classes)

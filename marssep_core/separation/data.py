@@ -24,7 +24,7 @@ from marssep_core.data.audio_bank import AudioBank
 from marssep_core.data.instruments import FreshRenders
 from marssep_core.data.soundfonts import read_soundfonts
 from marssep_core.data.sources import GM_PROGRAMS
-from marssep_core.encoders.fusion import OMNI_WEIGHTS, combine
+from marssep_core.encoders.vocabulary import OMNI_WEIGHTS, combine
 from marssep_core.separation.queries import QueryBank, mixup_queries
 
 
@@ -130,7 +130,9 @@ class MixtureSampler:
             mixture=torch.from_numpy(np.stack(mixtures)),
             target=torch.from_numpy(np.stack(targets)),
             interferer=torch.from_numpy(np.stack(interferers)),
-            query=mixup_queries(self.queries, target_classes, query_clips, rng, self.cfg.query_single_prob),
+            query=mixup_queries(
+                bank=self.queries, target_classes=target_classes, query_clips=query_clips, rng=rng, single_prob=self.cfg.query_single_prob
+            ),
             target_class=target_classes,
             interferer_class=interferer_classes,
         )
@@ -147,7 +149,7 @@ def training_sampler(bank: AudioBank, queries: QueryBank, cfg: MixingConfig, sou
         programs = {label: program for label, program in GM_PROGRAMS.items() if label in classes}
         renders = FreshRenders(read_soundfonts(soundfonts, list(cfg.render_soundfonts)), programs, bank.sample_rate,
                                cfg.render_style)
-    return MixtureSampler(bank, queries, "train", cfg, renders)
+    return MixtureSampler(bank=bank, queries=queries, split="train", cfg=cfg, renders=renders)
 
 
 def pair_signals(pairs: pd.DataFrame, bank: AudioBank) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,15 +170,15 @@ def pair_signals(pairs: pd.DataFrame, bank: AudioBank) -> tuple[np.ndarray, np.n
 
 
 def pair_queries(pairs: pd.DataFrame, queries: QueryBank) -> dict[str, torch.Tensor | None]:
-    """Per-pair query embeddings ``(P, D)`` for ``text``, ``audio``, ``vision`` (``None`` where
-    no pair has a picture; rows without one are zero) and ``omni``, plus ``has_image (P,)``."""
+    """Per-pair query embeddings ``(P, D)`` for each of ``QUERY_KINDS`` (``image`` rows of pairs
+    without a picture are zero), plus ``has_image (P,)``."""
     text = queries.text_of(pairs["target_class"].tolist())
     audio = queries.audio_of(pairs["query_audio_clip"].tolist())
     has_image = torch.tensor([bool(p) for p in pairs["query_image"]])
-    vision = torch.zeros_like(text)
+    image = torch.zeros_like(text)
     if has_image.any():
-        vision[has_image] = queries.image_of([p for p in pairs["query_image"] if p])
-    omni_with = combine({"text": text, "audio": audio, "vision": vision}, OMNI_WEIGHTS)
+        image[has_image] = queries.image_of([p for p in pairs["query_image"] if p])
+    omni_with = combine({"text": text, "audio": audio, "image": image}, OMNI_WEIGHTS)
     omni_without = combine({"text": text, "audio": audio}, OMNI_WEIGHTS)
     omni = torch.where(has_image[:, None], omni_with, omni_without)
-    return {"text": text, "audio": audio, "vision": vision, "omni": omni, "has_image": has_image}
+    return {"text": text, "audio": audio, "image": image, "omni": omni, "has_image": has_image}

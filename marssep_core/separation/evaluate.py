@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from marssep_core.audio.signal import ideal_ratio_mask, mean_and_stderr, pair_si_sdri, si_sdr_np
 from marssep_core.audio.stft import STFT
 from marssep_core.data.audio_bank import AudioBank
-from marssep_core.evaluation.signal import ideal_ratio_mask, mean_and_stderr, si_sdr, si_sdr_improvement
+from marssep_core.encoders.vocabulary import QUERY_KINDS
 from marssep_core.separation.data import pair_queries, pair_signals
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator
-
-QUERY_KINDS = ("text", "audio", "vision", "omni")
 
 
 @torch.no_grad()
@@ -39,11 +38,6 @@ def oracle_irm(stft: STFT, mixture: np.ndarray, target: np.ndarray, interferer: 
     return stft.from_magnitude_phase(mask * magnitude, phase, mixture.shape[-1]).numpy()
 
 
-def _scores(estimate: np.ndarray, target: np.ndarray, mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    est, ref, mix = (torch.from_numpy(a).double() for a in (estimate, target, mixture))
-    return si_sdr(est, ref).numpy(), si_sdr_improvement(est, ref, mix).numpy()
-
-
 def evaluate_pairs(
     separator: Separator,
     pairs: pd.DataFrame,
@@ -60,17 +54,17 @@ def evaluate_pairs(
     mixture, target, interferer = pair_signals(pairs, bank)
     embedded = pair_queries(pairs, queries)
     table = pairs[["pair_id", "corpus", "target_class", "interferer_class", "snr_db"]].copy()
-    table["mixture_si_sdr"] = _scores(mixture, target, mixture)[0]
+    table["mixture_si_sdr"] = mixture_si_sdr = si_sdr_np(mixture, target)
     summary: dict[str, dict[str, float]] = {}
     for kind in [*kinds, "oracle_irm"] if oracle else kinds:
-        rows = embedded["has_image"].numpy() if kind == "vision" else np.ones(len(pairs), dtype=bool)
+        rows = embedded["has_image"].numpy() if kind == "image" else np.ones(len(pairs), dtype=bool)
         if kind == "oracle_irm":
             estimate = oracle_irm(separator.stft, mixture, target, interferer)
         else:
             estimate = np.zeros_like(mixture)
             if rows.any():
                 estimate[rows] = separate_batch(separator, mixture[rows], embedded[kind][torch.from_numpy(rows)], batch)
-        sdr, sdri = _scores(estimate, target, mixture)
+        sdr, sdri = pair_si_sdri(estimate, target, mixture_si_sdr)
         sdr[~rows], sdri[~rows] = np.nan, np.nan
         table[f"si_sdri_{kind}"] = sdri
         mean, stderr = mean_and_stderr(sdri[rows])

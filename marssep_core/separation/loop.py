@@ -34,11 +34,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from marssep_core.encoders.api import resolve_device
-from marssep_core.encoders.store import save_torch_atomic
-from marssep_core.encoders.train import warmup_cosine
 from marssep_core.io_utils import write_table_atomic
 from marssep_core.separation.prefetch import BatchPrefetcher
+from marssep_core.torch_utils import resolve_device, save_torch_atomic, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +67,9 @@ class Task(Protocol):
     ``loss_on(model, batch, device)`` (with ``loss = loss_on(draw(rng))``) can have its batches drawn
     in worker processes (``LoopConfig.data_workers``)."""
 
-    def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one step on a fresh batch, and the scalars to log."""
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -163,7 +163,11 @@ def train_loop(
             log.info("%s: resumed from %s at step %d", desc, run_dir / CHECKPOINT, start)
     elif saved is not None and ranks.is_main:
         log.warning("%s: %s belongs to other settings; starting over", desc, run_dir / CHECKPOINT)
-    trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.world_size > 1 else model
+    trained = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if ranks.world_size > 1
+        else model
+    )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else contextlib.nullcontext()
     per_rank = cfg.batch_size // ranks.world_size
 
@@ -181,8 +185,13 @@ def train_loop(
                disable=not ranks.is_main, mininterval=interval)
     if cfg.data_workers and not hasattr(task, "draw"):
         raise ValueError(f"{desc}: data_workers > 0 needs a task that draws its batches apart from its loss (no draw())")
-    prefetch = (BatchPrefetcher(task.draw, per_rank, cfg.seed, ranks.rank, range(start, cfg.steps), cfg.data_workers)
-                if cfg.data_workers else contextlib.nullcontext())
+    prefetch = (
+        BatchPrefetcher(
+            draw=task.draw, batch_size=per_rank, seed=cfg.seed, rank=ranks.rank, steps=range(start, cfg.steps), workers=cfg.data_workers
+        )
+        if cfg.data_workers
+        else contextlib.nullcontext()
+    )
     with prefetch as draw_ahead:
         for step in bar:
             model.train()
@@ -196,7 +205,13 @@ def train_loop(
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            row = {"step": step + 1, "loss": float(loss.item()), "grad_norm": float(grad_norm.item()), "lr": scheduler.get_last_lr()[0], **scalars}
+            row = {
+                "step": step + 1,
+                "loss": float(loss.item()),
+                "grad_norm": float(grad_norm.item()),
+                "lr": scheduler.get_last_lr()[0],
+                **scalars,
+            }
             done = step + 1 == cfg.steps
             if ranks.is_main and ((step + 1) % cfg.eval_every == 0 or done):
                 model.eval()
@@ -219,7 +234,14 @@ def train_loop(
         dist.all_gather_object(digests, state_digest(model.state_dict()))
         if len(set(digests)) != 1 and ranks.is_main:
             log.error("%s: DDP replicas diverged: %s", desc, digests)
-    return LoopResult(best["state"], int(best["step"]), float(best["score"]), history, ranks, digests)
+    return LoopResult(
+        best_state=best["state"],
+        best_step=int(best["step"]),
+        best_score=float(best["score"]),
+        history=history,
+        dist=ranks,
+        replica_digests=digests,
+    )
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:

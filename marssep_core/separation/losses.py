@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from marssep_core.evaluation.signal import si_sdr
+from marssep_core.audio.signal import si_sdr
 
 LOSSES = ("bce", "si_sdr")
 

@@ -55,7 +55,7 @@ class BatchPrefetcher:
             step = next(self.upcoming, None)
             if step is None:
                 return
-            self.pending.append((step, self.pool.submit(_draw_step, self.seed, step, self.rank, self.batch_size)))
+            self.pending.append((step, self.pool.submit(_draw_step, seed=self.seed, step=step, rank=self.rank, batch_size=self.batch_size)))
 
     def batch(self, step: int) -> Any:
         """The batch of ``step``, which must be the next step of the range."""

@@ -18,18 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from marssep_core.encoders.data import EncoderData
-from marssep_core.encoders.imagebind import ImageBindModel
-from marssep_core.encoders.metrics import embed_audio, embed_texts
-from marssep_core.encoders.store import read_payload, save_torch_atomic
-from marssep_core.io_utils import md5_file
+from marssep_core.torch_utils import read_payload, save_torch_atomic
 
 FORMAT = "marssep-query-bank-v1"
-MODALITIES = ("text", "audio", "vision")
 
 
 @dataclass
@@ -79,35 +73,6 @@ class QueryBank:
         payload = read_payload(path, FORMAT, "query bank (made by `dvc repro embed_queries`)")
         payload.pop("format")
         return cls(**payload)
-
-
-def build_query_bank(model: ImageBindModel, data: EncoderData, raw_dir: Path, encoder_path: Path) -> QueryBank:
-    """Embed every bank clip, class text and class picture with ``model`` (eval mode)."""
-    model.eval()
-    clip_ids = data.bank.index["clip_id"].tolist()
-    images = pd.read_csv(raw_dir / "images.csv", keep_default_na=False)
-    # EncoderData stacks each class's pictures in sorted path order: keep that order here
-    paths, labels, stacks = [], [], []
-    for label in data.classes:
-        stack = data.images.get(data.class_index[label])
-        if stack is None:
-            continue
-        paths += sorted(images.loc[images["class"] == label, "path"])
-        labels += [label] * stack.shape[0]
-        stacks.append(stack)
-    with torch.no_grad():
-        vision = F.normalize(model.embed("vision", torch.cat(stacks)), dim=-1) if stacks else torch.zeros(0, 1)
-    return QueryBank(
-        clip_ids=clip_ids,
-        audio=embed_audio(model, data, clip_ids),
-        classes=list(data.classes),
-        texts=list(data.texts),
-        text=embed_texts(model, data),
-        image_paths=paths,
-        image_classes=labels,
-        image=vision,
-        encoder={"path": str(encoder_path), "md5": md5_file(encoder_path)},
-    )
 
 
 def negative_query(query: torch.Tensor, negative: torch.Tensor, strength: float = 0.5) -> torch.Tensor:

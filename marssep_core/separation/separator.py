@@ -22,9 +22,8 @@ from torch import nn
 from marssep_core import __version__
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
-from marssep_core.encoders.checkpoint import CheckpointError
-from marssep_core.encoders.store import read_payload, save_torch_atomic
 from marssep_core.separation.model import MaskNetConfig, MaskUNet
+from marssep_core.torch_utils import CheckpointError, read_payload, save_torch_atomic
 
 FORMAT = "marssep-separator-v1"
 

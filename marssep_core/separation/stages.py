@@ -24,15 +24,13 @@ from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig, TestPairsConfig
 from marssep_core.data.audio_bank import AudioBank, load_audio_bank
 from marssep_core.data.test_pairs import make_test_pairs
-from marssep_core.encoders.stages import open_data
-from marssep_core.encoders.store import load_encoder
 from marssep_core.io_utils import write_json_atomic, write_table_atomic
 from marssep_core.separation.data import MixBatch, MixingConfig, MixtureSampler, training_sampler
 from marssep_core.separation.evaluate import evaluate_pairs
 from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
 from marssep_core.separation.model import MaskNetConfig, MaskUNet
-from marssep_core.separation.queries import QueryBank, build_query_bank
+from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator, save_separator
 
 log = logging.getLogger(__name__)
@@ -71,16 +69,6 @@ class SupervisedConfig:
     validation: ValidationConfig = ValidationConfig()
 
 
-def run_embed_queries(encoder_path: Path, raw_dir: Path, bank_dir: Path, out: Path) -> dict[str, Any]:
-    """Embed every clip, class text and picture with the aligned encoder into a query bank."""
-    model, _, meta = load_encoder(encoder_path)
-    data = open_data(raw_dir, bank_dir, model.cfg.image_size)
-    bank = build_query_bank(model, data, raw_dir, encoder_path)
-    bank.save(out)
-    return {"clips": len(bank.clip_ids), "classes": len(bank.classes), "pictures": len(bank.image_paths),
-            "dim": bank.dim, "encoder_stage": meta.get("stage", "")}
-
-
 def validation_pairs(bank: AudioBank, raw_dir: Path, cfg: ValidationConfig) -> pd.DataFrame:
     """Fixed pairs from the val split (same recipe as the test pairs)."""
     clips = bank.index.assign(duration=bank.index["length"] / bank.sample_rate)
@@ -100,7 +88,9 @@ class SupervisedTask:
         self.loss_name, self.stft, self.audio, self.sampler = loss, stft, audio, sampler
         self.val_pairs, self.bank, self.queries, self.eval_batch = val_pairs, bank, queries, eval_batch
 
-    def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         return self.loss_on(model, self.draw(rng, batch_size), device)
 
     def draw(self, rng: np.random.Generator, batch_size: int) -> MixBatch:
@@ -121,7 +111,15 @@ class SupervisedTask:
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         separator = Separator(model, self.audio)
-        summary, _ = evaluate_pairs(separator, self.val_pairs, self.bank, self.queries, ("text", "audio"), False, self.eval_batch)
+        summary, _ = evaluate_pairs(
+            separator=separator,
+            pairs=self.val_pairs,
+            bank=self.bank,
+            queries=self.queries,
+            kinds=("text", "audio"),
+            oracle=False,
+            batch=self.eval_batch,
+        )
         return {f"si_sdri_{kind}": values["si_sdri"] for kind, values in summary.items()}
 
 
@@ -130,36 +128,56 @@ def build_separator(cfg: UNetParams, audio: AudioConfig, query_dim: int) -> Sepa
     return Separator(MaskUNet(MaskNetConfig(n_freq=stft.n_freq, query_dim=query_dim, **dataclasses.asdict(cfg))), audio)
 
 
-def run_supervised_stage(
-    cfg: SupervisedConfig,
-    audio: AudioConfig,
-    raw_dir: Path,
-    bank_dir: Path,
-    queries_path: Path,
-    test_pairs: pd.DataFrame,
-    out_model: Path,
-    out_metrics: Path,
-    out_history: Path,
-    run_dir: Path,
-    soundfonts: Path | None = None,
-) -> dict[str, Any] | None:
-    """Train (resuming from ``run_dir`` after a crash), select, score and save. Returns the
-    metrics on rank 0 and ``None`` on the other DDP ranks. ``soundfonts``: the folder of training
-    soundfonts, read when ``cfg.mixing.render_prob > 0``."""
+@dataclass(frozen=True)
+class SupervisedPaths:
+    """What ``train_supervised`` reads and writes (field names are the script's options)."""
+
+    raw: Path  # the corpus: classes.csv for the validation pairs
+    bank: Path  # audio bank
+    queries: Path  # query bank
+    pairs: Path  # the fixed test pairs (test_pairs.csv)
+    out: Path  # the separator model file
+    metrics: Path
+    history: Path
+    run_dir: Path  # resume checkpoints
+    soundfonts: Path | None = None  # training soundfonts, read when mixing.render_prob > 0
+
+
+def run_supervised_stage(cfg: SupervisedConfig, audio: AudioConfig, paths: SupervisedPaths) -> dict[str, Any] | None:
+    """Train (resuming from ``paths.run_dir`` after a crash), select, score and save. Returns the
+    metrics on rank 0 and ``None`` on the other DDP ranks."""
     torch.manual_seed(cfg.loop.seed)
-    bank = load_audio_bank(bank_dir)
+    bank = load_audio_bank(paths.bank)
     if bank.sample_rate != audio.sample_rate:
-        raise ValueError(f"{bank_dir}: audio bank is at {bank.sample_rate} Hz, params audio.sample_rate is {audio.sample_rate}")
-    queries = QueryBank.load(queries_path)
+        raise ValueError(f"{paths.bank}: audio bank is at {bank.sample_rate} Hz, params audio.sample_rate is {audio.sample_rate}")
+    queries = QueryBank.load(paths.queries)
     separator = build_separator(cfg.model, audio, queries.dim)
-    task = SupervisedTask(cfg.loss, separator.stft, audio, training_sampler(bank, queries, cfg.mixing, soundfonts),
-                          validation_pairs(bank, raw_dir, cfg.validation), bank, queries, cfg.validation.batch)
+    task = SupervisedTask(
+        loss=cfg.loss,
+        stft=separator.stft,
+        audio=audio,
+        sampler=training_sampler(bank, queries, cfg.mixing, paths.soundfonts),
+        val_pairs=validation_pairs(bank, paths.raw, cfg.validation),
+        bank=bank,
+        queries=queries,
+        eval_batch=cfg.validation.batch,
+    )
     fingerprint = fingerprint_of(cfg, audio, queries.encoder)
-    result = train_loop(separator.mask_net, task, cfg.loop, run_dir, fingerprint, "si_sdri_text", out_history, "supervised")
+    result = train_loop(
+        model=separator.mask_net,
+        task=task,
+        cfg=cfg.loop,
+        run_dir=paths.run_dir,
+        fingerprint=fingerprint,
+        selection_metric="si_sdri_text",
+        history_csv=paths.history,
+        desc="supervised",
+    )
     if not result.dist.is_main:
         return None
     separator.mask_net.load_state_dict(result.best_state)
     separator.cpu().eval()
+    test_pairs = pd.read_csv(paths.pairs, keep_default_na=False)
     summary, table = evaluate_pairs(separator, test_pairs, bank, queries, batch=cfg.validation.batch)
     columns = [c for c in table.columns if c.startswith("si_sdri_")]
     by_corpus = table.groupby("corpus")[columns].mean().round(3)
@@ -175,9 +193,9 @@ def run_supervised_stage(
         "processes": result.dist.world_size,
         "replicas_identical": len(set(result.replica_digests)) == 1,
     }
-    save_separator(out_model, separator, queries.encoder, {"stage": "train_supervised", "step": result.best_step,
+    save_separator(paths.out, separator, queries.encoder, {"stage": "train_supervised", "step": result.best_step,
                                                            "val_si_sdri_text": result.best_score})
-    write_table_atomic(out_history, pd.DataFrame(result.history))
-    write_json_atomic(out_metrics, report)
-    clear_run(run_dir)
+    write_table_atomic(paths.history, pd.DataFrame(result.history))
+    write_json_atomic(paths.metrics, report)
+    clear_run(paths.run_dir)
     return report

@@ -1,1 +1,2 @@
-"""Serving: ONNX export, onnxruntime/PyTorch separation engine, batch jobs and the `marssep separate` CLI."""
+"""Serving: ONNX export, onnxruntime/PyTorch separation engine, batch jobs, the functional API
+(``api.separate``) and the `marssep separate` CLI."""

@@ -31,10 +31,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from marssep_core.audio.io import AudioDecodeError, probe_audio
-from marssep_core.encoders.checkpoint import CheckpointError
 from marssep_core.io_utils import write_table_atomic
-from marssep_core.separation.api import full_query
+from marssep_core.serving.api import full_query
 from marssep_core.serving.engine import Engine
+from marssep_core.torch_utils import CheckpointError
 
 MANIFEST_COLUMNS = ("id", "mixture", "query_text", "query_audio", "query_image")
 RESULT_COLUMNS = ("id", "status", "error", "seconds", "provider", "output")
@@ -124,8 +124,15 @@ def _check_inputs(job: Job, input_root: Path | None) -> None:
 
 def _query(engine: Engine, job: Job) -> torch.Tensor:
     try:
-        return full_query(engine.encoder, job.text or None, job.audio or None, job.image or None,
-                          job.negative_text or None, job.negative_audio or None, job.negative_image or None)
+        return full_query(
+            encoder=engine.encoder,
+            text=job.text or None,
+            audio=job.audio or None,
+            image=job.image or None,
+            negative_text=job.negative_text or None,
+            negative_audio=job.negative_audio or None,
+            negative_image=job.negative_image or None,
+        )
     except AudioDecodeError as err:
         raise JobError(err.kind, str(err)) from None
     except CheckpointError as err:

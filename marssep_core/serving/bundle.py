@@ -26,12 +26,11 @@ import torch
 
 from marssep_core.config import AudioConfig
 from marssep_core.encoders.api import QueryEmbedder
-from marssep_core.encoders.checkpoint import CheckpointError
 from marssep_core.serving.runtime import open_session, provider_of
+from marssep_core.torch_utils import CheckpointError
 
 FORMAT = "marssep-onnx-v1"
 BUNDLE_FILE = "bundle.json"
-TOWERS = ("text", "audio", "vision")
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,8 @@ class OnnxQueryEncoder(QueryEmbedder):
 
     def __init__(self, directory: Path, info: BundleInfo, device: str = "auto", threads: int = 0):
         facts = info.encoder
-        super().__init__(facts.context_length, facts.mel_bins, facts.audio_frames, facts.image_size, torch.device("cpu"))
+        super().__init__(context_length=facts.context_length, mel_bins=facts.mel_bins, audio_frames=facts.audio_frames,
+                         image_size=facts.image_size, device=torch.device("cpu"))
         self.directory, self.info, self.device_name, self.threads = directory, info, device, threads
         self.sessions: dict[str, Any] = {}
 

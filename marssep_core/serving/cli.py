@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from marssep_core.encoders.checkpoint import CheckpointError
 from marssep_core.serving.batch import BatchOptions, Job, ManifestError, read_manifest, run_batch
 from marssep_core.serving.engine import BACKENDS
 from marssep_core.serving.runtime import DEVICES, ProviderError
+from marssep_core.torch_utils import CheckpointError
 
 DEFAULT_MODELS = {"onnx": Path("models/onnx"), "torch": Path("models/separator_rl.pt")}
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
@@ -54,6 +54,7 @@ def add_separate_parser(commands: argparse._SubParsersAction) -> None:
                      help="resolve relative paths in the manifest against this directory (default: the manifest's)")
     sep.add_argument("--input-root", type=Path, default=None, help="refuse inputs outside this directory")
     sep.add_argument("--overwrite", action="store_true", help="redo rows whose output already exists")
+    sep.set_defaults(run=run_separate)
 
 
 def _jobs_from_arguments(args: argparse.Namespace) -> list[Job]:
@@ -81,14 +82,22 @@ def run_separate(args: argparse.Namespace) -> int:
     try:
         jobs = read_manifest(args.manifest, args.relative_to) if args.manifest else _jobs_from_arguments(args)
         model = args.model or DEFAULT_MODELS[args.backend]
-        engine = load_engine(args.backend, model, args.encoder, args.device, args.segment, args.overlap,
-                             args.batch_size, args.threads)
+        engine = load_engine(
+            backend=args.backend,
+            model=model,
+            encoder=args.encoder,
+            device=args.device,
+            segment=args.segment,
+            overlap=args.overlap,
+            batch=args.batch_size,
+            threads=args.threads,
+        )
     except (ManifestError, CheckpointError, ProviderError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"backend {args.backend} ({model}), provider {engine.provider}", file=sys.stderr)
     subtype = args.subtype or ("FLOAT" if args.format == "wav" else "PCM_24")
-    options = BatchOptions(args.out, args.format, subtype, args.overwrite, args.input_root)
+    options = BatchOptions(out_dir=args.out, format=args.format, subtype=subtype, overwrite=args.overwrite, input_root=args.input_root)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         results = run_batch(engine, jobs, options, lambda rows: tqdm(rows, desc="separate", unit="file",

@@ -29,12 +29,12 @@ from marssep_core.audio.io import AudioDecodeError, probe_audio
 from marssep_core.audio.overlap_add import StreamingOverlapAdd
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
-from marssep_core.encoders.api import QueryEmbedder, QueryEncoder, resolve_device
-from marssep_core.encoders.checkpoint import CheckpointError
+from marssep_core.encoders.api import QueryEmbedder, QueryEncoder
 from marssep_core.io_utils import atomic_path, md5_file
 from marssep_core.separation.model import MaskUNet
 from marssep_core.separation.separator import load_separator
 from marssep_core.serving.bundle import OnnxMasker, OnnxQueryEncoder, read_bundle
+from marssep_core.torch_utils import CheckpointError, resolve_device
 
 BACKENDS = ("onnx", "torch")
 BLOCK_SECONDS = 5.0  # decoding block; any size gives the same output
@@ -122,8 +122,8 @@ class Engine:
     def _stream(self, channels: int, query: torch.Tensor, total_samples: int) -> StreamingOverlapAdd:
         segment = int(round(self.segment * self.sample_rate)) if self.segment else max(1, total_samples)
         as_numpy = query.detach().cpu().float().numpy()
-        return StreamingOverlapAdd(lambda w: self.process_windows(w, as_numpy), channels, max(1, segment),
-                                   self.overlap, self.batch)
+        return StreamingOverlapAdd(process=lambda w: self.process_windows(w, as_numpy), channels=channels, segment=max(1, segment),
+                                   overlap=self.overlap, batch=self.batch)
 
     def separate_array(self, wave: np.ndarray, query: torch.Tensor) -> np.ndarray:
         """``(C, N)`` float32 at the model rate -> the estimate ``(C, N)``; non-finite samples are
@@ -225,8 +225,8 @@ def load_torch_parts(model: Path, encoder: Path | None, device: str) -> TorchPar
         raise CheckpointError(f"{model}: {encoder_path} is not the encoder the separator was trained with "
                               "(md5 differs); pass --encoder explicitly to override")
     masker = TorchMasker(separator.mask_net, device)
-    return TorchParts(masker, QueryEncoder.from_checkpoint(encoder_path, str(masker.device)), encoder_path,
-                      separator.audio, info["meta"])
+    return TorchParts(masker=masker, encoder=QueryEncoder.from_checkpoint(encoder_path, str(masker.device)), encoder_path=encoder_path,
+                      audio=separator.audio, meta=info["meta"])
 
 
 def load_engine(backend: str, model: str | Path, encoder: str | Path | None = None, device: str = "auto",
@@ -236,10 +236,17 @@ def load_engine(backend: str, model: str | Path, encoder: str | Path | None = No
     if backend == "onnx":
         info = read_bundle(model)
         masker = OnnxMasker(model / "mask.onnx", device, threads)
-        return Engine(masker, OnnxQueryEncoder(model, info, device, threads), info.audio, segment, overlap, batch)
+        return Engine(
+            masker=masker,
+            encoder=OnnxQueryEncoder(model, info, device, threads),
+            audio=info.audio,
+            segment=segment,
+            overlap=overlap,
+            batch=batch,
+        )
     if backend == "torch":
         if model.is_dir():
             raise CheckpointError(f"{model}: a directory (an ONNX bundle?); --backend torch needs a separator .pt file")
         parts = load_torch_parts(model, Path(encoder) if encoder else None, device)
-        return Engine(parts.masker, parts.encoder, parts.audio, segment, overlap, batch)
+        return Engine(masker=parts.masker, encoder=parts.encoder, audio=parts.audio, segment=segment, overlap=overlap, batch=batch)
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

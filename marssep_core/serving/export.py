@@ -76,8 +76,8 @@ def export_mask_graph(mask_net: MaskUNet, path: Path) -> int:
     cfg = mask_net.cfg
     batch, frames = torch.export.Dim.DYNAMIC, torch.export.Dim.DYNAMIC
     example = (torch.rand(2, cfg.n_freq, 40), F.normalize(torch.randn(2, cfg.query_dim), dim=-1))
-    return _export(MaskGraph(mask_net), example, ["magnitude", "query", "mask"],
-                   {"magnitude": {0: batch, 2: frames}, "query": {0: batch}}, path)
+    return _export(module=MaskGraph(mask_net), args=example, names=["magnitude", "query", "mask"],
+                   dynamic={"magnitude": {0: batch, 2: frames}, "query": {0: batch}}, path=path)
 
 
 def tower_examples(encoder: QueryEncoder) -> dict[str, torch.Tensor]:
@@ -104,8 +104,8 @@ def export_bundle(model_path: Path, out_dir: Path, encoder_path: Path | None = N
         towers, errors = {}, {}
         for modality, inputs in tower_examples(encoder).items():
             try:
-                _export(TowerGraph(encoder.model, modality), (inputs,), ["inputs", "query_embedding"],
-                        {"inputs": {0: torch.export.Dim.DYNAMIC}}, staging / f"{modality}.onnx")
+                _export(module=TowerGraph(encoder.model, modality), args=(inputs,), names=["inputs", "query_embedding"],
+                        dynamic={"inputs": {0: torch.export.Dim.DYNAMIC}}, path=staging / f"{modality}.onnx")
                 towers[modality] = f"{modality}.onnx"
             except Exception as err:  # an encoder variant the exporter cannot trace: serve it with torch
                 log.warning("the %s tower did not export: %s", modality, err)
@@ -115,8 +115,8 @@ def export_bundle(model_path: Path, out_dir: Path, encoder_path: Path | None = N
         model_cfg = encoder.model.cfg
         info = BundleInfo(
             audio=parts.audio, query_dim=cfg.query_dim, n_freq=cfg.n_freq,
-            encoder=EncoderFacts(str(parts.encoder_path), md5_file(parts.encoder_path), model_cfg.context_length,
-                                 model_cfg.mel_bins, model_cfg.audio_frames, model_cfg.image_size),
+            encoder=EncoderFacts(path=str(parts.encoder_path), md5=md5_file(parts.encoder_path), context_length=model_cfg.context_length,
+                                 mel_bins=model_cfg.mel_bins, audio_frames=model_cfg.audio_frames, image_size=model_cfg.image_size),
             source=source, towers=towers, tower_errors=errors, opset=opset,
             versions={"marssep": __version__, "torch": str(torch.__version__), "onnx": onnx.__version__,
                       "python": platform.python_version()},

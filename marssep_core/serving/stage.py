@@ -108,8 +108,12 @@ def check_bundle(cfg: ExportConfig, bundle_dir: Path, pairs_path: Path, bank_dir
     onnx_engine = load_engine("onnx", bundle_dir, device="cpu")
     pairs = pd.read_csv(pairs_path, keep_default_na=False)
     pairs = pairs.sample(n=min(cfg.parity.real_pairs, len(pairs)), random_state=cfg.parity.seed).reset_index(drop=True)
-    diffs = {"mask_random": random_mask_parity(torch_engine, onnx_engine, cfg.parity, info.n_freq, info.query_dim)}
-    diffs |= real_parity(torch_engine, onnx_engine, pairs, bank_dir, raw_dir)
+    diffs = {
+        "mask_random": random_mask_parity(
+            torch_engine=torch_engine, onnx_engine=onnx_engine, cfg=cfg.parity, n_freq=info.n_freq, query_dim=info.query_dim
+        )
+    }
+    diffs |= real_parity(torch_engine=torch_engine, onnx_engine=onnx_engine, pairs=pairs, bank_dir=bank_dir, raw_dir=raw_dir)
     limits = {name: cfg.parity.audio_tolerance if name == "end_to_end" else cfg.parity.tolerance for name in diffs}
     failed = sorted(name for name, value in diffs.items() if value > limits[name])
     metrics = {
@@ -138,4 +142,12 @@ def run_export_stage(cfg: ExportConfig, out_dir: Path, pairs_path: Path, bank_di
     """Export ``cfg.model`` to ``out_dir``, then ``check_bundle``."""
     started = time.perf_counter()
     export_bundle(Path(cfg.model), out_dir)
-    return check_bundle(cfg, out_dir, pairs_path, bank_dir, raw_dir, metrics_path, time.perf_counter() - started)
+    return check_bundle(
+        cfg=cfg,
+        bundle_dir=out_dir,
+        pairs_path=pairs_path,
+        bank_dir=bank_dir,
+        raw_dir=raw_dir,
+        metrics_path=metrics_path,
+        export_seconds=time.perf_counter() - started,
+    )

@@ -29,7 +29,7 @@ from PIL import Image
 from marssep_core.audio.io import load_audio
 from marssep_core.audio.resample import resample
 from marssep_core.encoders.api import QueryEmbedder
-from marssep_core.encoders.fusion import OMNI_WEIGHTS, combine
+from marssep_core.encoders.vocabulary import OMNI_WEIGHTS, combine
 from marssep_core.separation.queries import negative_query
 from marssep_core.serving.engine import Engine, load_engine
 
@@ -62,7 +62,7 @@ def embed_query(
     if audio is not None:
         parts["audio"] = encoder.audio(_listify(audio)).mean(0, keepdim=True)
     if image is not None:
-        parts["vision"] = encoder.image(_listify(image)).mean(0, keepdim=True)
+        parts["image"] = encoder.image(_listify(image)).mean(0, keepdim=True)
     if not parts:
         raise ValueError("a query needs text, reference audio or an image")
     return combine(parts, OMNI_WEIGHTS)
@@ -110,8 +110,15 @@ def separate(
             raise ValueError("an array mixture needs sample_rate=")
         wave, source_rate = np.asarray(mixture, dtype=np.float32), sample_rate
     mono = wave.ndim == 1
-    query = full_query(engine.encoder, query_text, query_audio, query_image, negative_text, negative_audio,
-                       negative_image)
+    query = full_query(
+        encoder=engine.encoder,
+        text=query_text,
+        audio=query_audio,
+        image=query_image,
+        negative_text=negative_text,
+        negative_audio=negative_audio,
+        negative_image=negative_image,
+    )
     at_model_rate = resample(wave[None] if mono else wave, source_rate, engine.sample_rate)
     estimate = resample(engine.separate_array(at_model_rate, query), engine.sample_rate, source_rate)
     estimate = _fit_length(estimate, wave.shape[-1])

@@ -23,9 +23,17 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10((target.square().sum(-1) + _EPS) / (noise.square().sum(-1) + _EPS))
 
 
-def si_sdr_improvement(estimate: torch.Tensor, reference: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
-    """SI-SDRi: SI-SDR of the estimate minus SI-SDR of the mixture used as the estimate."""
-    return si_sdr(estimate, reference) - si_sdr(mixture, reference)
+def si_sdr_np(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """SI-SDR in dB of ``(..., samples)`` numpy signals, computed in float64."""
+    return si_sdr(torch.from_numpy(np.asarray(estimate, np.float64)), torch.from_numpy(np.asarray(reference, np.float64))).numpy()
+
+
+def pair_si_sdri(estimate: np.ndarray, target: np.ndarray, mixture_si_sdr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SI-SDR and SI-SDRi ``(P,)`` in dB of estimates ``(P, N)`` of fixed pairs' targets ``(P, N)``:
+    the one place the supervised stage, RL validation and the evaluation score pairs.
+    ``mixture_si_sdr`` ``(P,)`` is ``si_sdr_np(mixture, target)``, computed once per pair set."""
+    score = si_sdr_np(estimate, target)
+    return score, score - mixture_si_sdr
 
 
 def ideal_ratio_mask(target_magnitude: torch.Tensor, interferer_magnitude: torch.Tensor) -> torch.Tensor:
