@@ -62,7 +62,10 @@ def main() -> None:
         batch, repeats = (2, 2) if huge_on_cpu else (32, 5)
         results["embeddings_per_second"][name] = {
             "batch": batch,
-            **{m: round(measure(model, m, batch, repeats, args.device), 2) for m in ("audio", "text", "vision")},
+            **{
+                m: round(measure(model=model, modality=m, batch=batch, repeats=repeats, device=args.device), 2)
+                for m in ("audio", "text", "vision")
+            },
         }
         print(name, results["embeddings_per_second"][name], flush=True)
         del model

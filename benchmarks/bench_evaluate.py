@@ -48,11 +48,27 @@ def measure(workers: int, pairs_per_corpus: int) -> dict:
     judge, _ = load_judge(ROOT / "models/judge.pt")
     separators = {name: load_separator(path)[0] for name, path in models.items()}
     cfg = EvaluateConfig(workers=workers, figures_per_corpus=0)
-    result = evaluate_systems(pairs, bank, queries, separators, judge, load_section(AudioConfig, "audio", ROOT / "params.yaml"), cfg)
+    result = evaluate_systems(
+        pairs=pairs,
+        bank=bank,
+        queries=queries,
+        separators=separators,
+        judge=judge,
+        audio=load_section(AudioConfig, "audio", ROOT / "params.yaml"),
+        cfg=cfg,
+    )
     wall = time.perf_counter() - started
-    return {"workers": workers, "pairs": len(pairs), "systems": 4, "modalities": len(cfg.modalities), "units": len(result.table),
-            "failed_units": int((result.table["error"] != "").sum()), "wall_s": round(wall, 1),
-            "units_per_s": round(len(result.table) / wall, 2), "rl_model": "separator_rl.pt" if rl_path.is_file() else "separator_sup.pt (stand-in)"}
+    return {
+        "workers": workers,
+        "pairs": len(pairs),
+        "systems": 4,
+        "modalities": len(cfg.modalities),
+        "units": len(result.table),
+        "failed_units": int((result.table["error"] != "").sum()),
+        "wall_s": round(wall, 1),
+        "units_per_s": round(len(result.table) / wall, 2),
+        "rl_model": "separator_rl.pt" if rl_path.is_file() else "separator_sup.pt (stand-in)",
+    }
 
 
 def main() -> None:

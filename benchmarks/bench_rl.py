@@ -56,7 +56,19 @@ def measure(mode: str, device_name: str, steps: int, threads: int) -> dict:
     judge, _ = load_judge(ROOT / "models/judge.pt")
     val = validation_pairs(bank, ROOT / "data/raw", cfg.validation).head(2)
     anchors = RewardAnchors(queries, bank)
-    task = RLTask(separator, cfg, 1000, MixtureSampler(bank, queries, "train", cfg.mixing), reward, anchors, val, bank, queries, judge, 8)
+    task = RLTask(
+        separator=separator,
+        cfg=cfg,
+        steps=1000,
+        sampler=MixtureSampler(bank, queries, "train", cfg.mixing),
+        reward=reward,
+        anchors=anchors,
+        val_pairs=val,
+        bank=bank,
+        queries=queries,
+        judge=judge,
+        eval_batch=8,
+    )
     batch = cfg.loop.batch_size
     optimizer = torch.optim.AdamW(separator.mask_net.parameters(), lr=1e-6)
 

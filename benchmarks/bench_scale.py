@@ -174,7 +174,9 @@ def paper_batches_per_second(bank_dir: Path, queries_path: Path, workers: int, b
     for step in range(batches):
         sampler.sample(batch, np.random.default_rng([0, step, 0]))
     one_core = batches / (time.perf_counter() - started)
-    with BatchPrefetcher(lambda rng, size: sampler.sample(size, rng), batch, 0, 0, range(4 * workers + 1), workers) as ahead:
+    with BatchPrefetcher(
+        draw=lambda rng, size: sampler.sample(size, rng), batch_size=batch, seed=0, rank=0, steps=range(4 * workers + 1), workers=workers
+    ) as ahead:
         ahead.batch(0)  # workers started and busy
         started = time.perf_counter()
         for step in range(1, 4 * workers + 1):
@@ -210,8 +212,9 @@ def main() -> None:
         long_clips = stage_runs(Path(tmp) / "long", middle, 10 * args.seconds, ("ingest", "clean", "prepare_audio"))
         planted = planted_copies(ROOT / "data" / "raw", args.planted, Path(tmp)) if args.planted else None
     results["stages"] = {str(size): rows for size, rows in per_size.items()}
-    results["growth_per_10x_clips"] = {stage: {"time": growth(per_size, stage, "seconds"), "peak_rss": growth(per_size, stage, "peak_rss_mib")}
-                                       for stage in stages}
+    results["growth_per_10x_clips"] = {
+        stage: {"time": growth(per_size, stage, "seconds"), "peak_rss": growth(per_size, stage, "peak_rss_mib")} for stage in stages
+    }
     results["bank_with_10x_longer_clips"] = {"clips": middle, "clip_seconds": 10 * args.seconds,
                                              "prepare_audio": long_clips["prepare_audio"],
                                              "peak_rss_ratio_vs_short": round(long_clips["prepare_audio"]["peak_rss_mib"]

@@ -174,8 +174,10 @@ def main() -> None:
     for key, value in results["mask_network_x_realtime"].items():
         print(f"{key:<45} {value:>8}x real time", flush=True)
     results["engine_x_realtime"] = engine_throughput(args.seconds, args.repeats)
-    results["ops_ms_per_window"] = {"onnxruntime": onnx_op_profile(args.graph, magnitudes, query_np, 0, "ORT_ENABLE_ALL"),
-                                    "torch": torch_op_profile(mask_net, magnitudes, query)}
+    results["ops_ms_per_window"] = {
+        "onnxruntime": onnx_op_profile(path=args.graph, magnitudes=magnitudes, query=query_np, threads=0, level="ORT_ENABLE_ALL"),
+        "torch": torch_op_profile(mask_net, magnitudes, query),
+    }
     flops = flops_per_window(mask_net, magnitudes[0], query)
     peak = matmul_gflops()
     hop_seconds = args.seconds / len(magnitudes)

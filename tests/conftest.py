@@ -173,12 +173,13 @@ def separator_assets(tmp_path_factory) -> SeparatorAssets:
         label_filter=LabelFilterConfig(folds=3, top_k=1, min_class_clips=8),
         test_pairs=TestPairsConfig(pairs_per_corpus=6, crop_seconds=0.5),
     )
-    result = run_clean(raw, catalog, root / "clean", root / "data.json", clean)
-    build_audio_bank(raw, result.clean, root / "bank", SR, 10.0, workers=1)
+    result = run_clean(raw_dir=raw, catalog=catalog, out_dir=root / "clean", metrics_path=root / "data.json", cfg=clean)
+    build_audio_bank(raw_dir=raw, clips=result.clean, out_dir=root / "bank", sample_rate=SR, max_seconds=10.0, workers=1)
     torch.manual_seed(0)
     save_encoder(root / "encoder.pt", ImageBindModel(tiny()), 0.07, {"stage": "stage3"})
     run_embed_queries(root / "encoder.pt", raw, root / "bank", root / "queries.pt")
-    return SeparatorAssets(root, raw, root / "bank", result.pairs, root / "encoder.pt", root / "queries.pt")
+    return SeparatorAssets(root=root, raw=raw, bank=root / "bank", pairs=result.pairs, encoder=root / "encoder.pt",
+                           queries=root / "queries.pt")
 
 
 TINY_SEPARATOR_PARAMS = {

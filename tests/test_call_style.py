@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.import_graph import ROOT
 
 MAX_POSITIONAL = 4
-SOURCES = ("marssep_core", "pipeline", "flows")
+SOURCES = ("marssep_core", "pipeline", "flows", "tests", "benchmarks")
 
 
 def _callables(files: list[Path]) -> dict[str, bool]:

@@ -21,7 +21,7 @@ from tests.conftest import SR, synth_clip
 
 def _pipeline(raw: Path, tmp: Path, ingest_cfg, clean_cfg):
     catalog = run_ingest(raw, tmp / "catalog", ingest_cfg)
-    return catalog, run_clean(raw, catalog, tmp / "clean", tmp / "metrics.json", clean_cfg)
+    return catalog, run_clean(raw_dir=raw, catalog=catalog, out_dir=tmp / "clean", metrics_path=tmp / "metrics.json", cfg=clean_cfg)
 
 
 def _append_rows(raw: Path, rows: list[dict]) -> None:
@@ -71,10 +71,19 @@ def test_test_pairs_follow_the_protocol(tiny_raw, tmp_path, ingest_cfg, clean_cf
 def test_test_crops_stay_inside_the_part_of_a_clip_the_audio_bank_keeps(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
     # the tiny clips last 1 s; a bank that keeps 0.6 s of each leaves 0.1 s of room for 0.5 s crops
     catalog = run_ingest(tiny_raw, tmp_path / "catalog", ingest_cfg)
-    result = run_clean(tiny_raw, catalog, tmp_path / "clean", tmp_path / "metrics.json", clean_cfg, max_seconds=0.6)
+    result = run_clean(
+        raw_dir=tiny_raw,
+        catalog=catalog,
+        out_dir=tmp_path / "clean",
+        metrics_path=tmp_path / "metrics.json",
+        cfg=clean_cfg,
+        max_seconds=0.6,
+    )
     offsets = result.pairs[["target_offset_s", "interferer_offset_s"]].to_numpy()
     assert offsets.max() <= 0.1 + 1e-9 and offsets.max() > 0
-    unlimited = run_clean(tiny_raw, catalog, tmp_path / "clean2", tmp_path / "metrics2.json", clean_cfg)
+    unlimited = run_clean(
+        raw_dir=tiny_raw, catalog=catalog, out_dir=tmp_path / "clean2", metrics_path=tmp_path / "metrics2.json", cfg=clean_cfg
+    )
     assert unlimited.pairs["target_offset_s"].max() > 0.1
     with pytest.raises(ValidationFailed, match="crop_inside"):  # pairs drawn past the bank's end are refused
         suites.validate_test_pairs(unlimited.pairs, unlimited.clean, 12, max_seconds=0.6)
@@ -134,7 +143,7 @@ def test_near_duplicate_resampled_releveled_copy(tiny_raw, tmp_path, ingest_cfg,
     original = synth_clip("chirp", 31)
     save_audio(tiny_raw / "audio/sounds/chirp/chirp-000.wav", original, SR, subtype="PCM_16")
     copy = 0.4 * resample(original, SR, 22050)  # other rate, other level, other container
-    _add_listed_clip(tiny_raw, "zz-copy", "chirp", copy, 22050, suffix=".flac")
+    _add_listed_clip(raw=tiny_raw, clip_id="zz-copy", label="chirp", wave=copy, rate=22050, suffix=".flac")
     _, result = _pipeline(tiny_raw, tmp_path, ingest_cfg, clean_cfg)
     quarantine = result.quarantine.set_index("clip_id")
     assert quarantine.loc["zz-copy", "reason"] == "near_duplicate"
@@ -143,7 +152,7 @@ def test_near_duplicate_resampled_releveled_copy(tiny_raw, tmp_path, ingest_cfg,
 
 
 def test_mislabelled_clip_is_dropped_by_label_filter(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
-    _add_listed_clip(tiny_raw, "zz-wrong", "tone", synth_clip("noise", 777), SR)
+    _add_listed_clip(raw=tiny_raw, clip_id="zz-wrong", label="tone", wave=synth_clip("noise", 777), rate=SR)
     _, result = _pipeline(tiny_raw, tmp_path, ingest_cfg, clean_cfg)
     quarantine = result.quarantine.set_index("clip_id")
     assert quarantine.loc["zz-wrong", "reason"] == "label_inconsistent"

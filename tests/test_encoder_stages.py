@@ -24,8 +24,8 @@ from marssep_core.encoders.train import EncoderTrainConfig
 def encoder_data(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
     catalog = run_ingest(tiny_raw, tmp_path / "catalog", ingest_cfg)
     clean_cfg = dataclasses.replace(clean_cfg, test_pairs=dataclasses.replace(clean_cfg.test_pairs, pairs_per_corpus=6))
-    result = run_clean(tiny_raw, catalog, tmp_path / "clean", tmp_path / "data.json", clean_cfg)
-    bank = build_audio_bank(tiny_raw, result.clean, tmp_path / "bank", 16000, 10.0, workers=1)
+    result = run_clean(raw_dir=tiny_raw, catalog=catalog, out_dir=tmp_path / "clean", metrics_path=tmp_path / "data.json", cfg=clean_cfg)
+    bank = build_audio_bank(raw_dir=tiny_raw, clips=result.clean, out_dir=tmp_path / "bank", sample_rate=16000, max_seconds=10.0, workers=1)
     assert len(bank.index) == len(result.clean)
     data = EncoderData(load_audio_bank(tmp_path / "bank"), tiny_raw, ClipTokenizer(), tiny().image_size)
     return data, result.pairs
@@ -39,7 +39,13 @@ def test_pretrain_align_and_fusion_write_checkpoints_and_metrics(encoder_data, t
     previous = None
     for stage in ("pretrain", "stage1", "stage2", "stage3"):
         report = run_encoder_stage(
-            stage, data, pairs, cfg, tmp_path / f"{stage}.pt", tmp_path / f"{stage}.csv", tmp_path / f"{stage}.json",
+            stage=stage,
+            data=data,
+            pairs=pairs,
+            cfg=cfg,
+            out_model=tmp_path / f"{stage}.pt",
+            out_history=tmp_path / f"{stage}.csv",
+            out_metrics=tmp_path / f"{stage}.json",
             start_from=previous,
         )
         previous = tmp_path / f"{stage}.pt"
@@ -61,8 +67,8 @@ def test_pretrain_align_and_fusion_write_checkpoints_and_metrics(encoder_data, t
         not torch.equal(aligned.state_dict()[k], v) for k, v in pretrained.state_dict().items() if k.startswith("modality_heads")
     )
     assert heads_changed
-    fusion = run_fusion_stage(tmp_path / "stage3.pt", data, FusionTrainConfig(steps=5, batch_size=8),
-                              tmp_path / "mlbp.pt", tmp_path / "fusion.json")
+    fusion = run_fusion_stage(encoder_path=tmp_path / "stage3.pt", data=data, cfg=FusionTrainConfig(steps=5, batch_size=8),
+                              out_model=tmp_path / "mlbp.pt", out_metrics=tmp_path / "fusion.json")
     assert set(fusion) == {"anchor_acc_mlbp", "anchor_acc_mean", "anchor_acc_audio", "anchor_acc_text"}
     assert all(0.0 <= v <= 1.0 for v in fusion.values())
     combined = {s: json.loads((tmp_path / f"{s}.json").read_text()) for s in ("pretrain", "stage1", "stage2", "stage3")}
@@ -92,8 +98,14 @@ def test_pretrain_stage_loads_an_official_layout_checkpoint_instead_of_training(
     source = ImageBindModel(tiny())
     torch.save({k: torch.randn(v.shape) for k, v in source.state_dict().items()}, tmp_path / "official.pth")
     report = run_encoder_stage(
-        "pretrain", data, pairs, EncoderTrainConfig(steps=1000), tmp_path / "p.pt", tmp_path / "p.csv",
-        tmp_path / "p.json", imagebind_checkpoint=str(tmp_path / "official.pth"),
+        stage="pretrain",
+        data=data,
+        pairs=pairs,
+        cfg=EncoderTrainConfig(steps=1000),
+        out_model=tmp_path / "p.pt",
+        out_history=tmp_path / "p.csv",
+        out_metrics=tmp_path / "p.json",
+        imagebind_checkpoint=str(tmp_path / "official.pth"),
     )
     assert pd.read_csv(tmp_path / "p.csv").empty  # loaded, not trained
     loaded, _, _ = load_encoder(tmp_path / "p.pt")

@@ -119,12 +119,28 @@ class BandJudge:
 def test_semantic_scores_reward_the_queried_class_and_count_leakage():
     t = np.arange(SR) / SR
     low, high = np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 3000 * t)
-    scores = semantic_scores(BandJudge(), np.stack([low, high]), np.stack([low, low]), ["a low sound"] * 2, ["high", "high"], SR)
+    scores = semantic_scores(
+        judge=BandJudge(),
+        estimates=np.stack([low, high]),
+        references=np.stack([low, low]),
+        texts=["a low sound"] * 2,
+        interferer_classes=["high", "high"],
+        sample_rate=SR,
+    )
     np.testing.assert_allclose(scores["clap_t"], [100.0, 0.0], atol=1e-3)
     np.testing.assert_allclose(scores["clap_a"], [100.0, 0.0], atol=1e-3)
     np.testing.assert_array_equal(scores["leakage"], [0.0, 1.0])
     assert list(scores["judged_class"]) == ["low", "high"]
-    one = get_metrics(low + high, low, high, low, BandJudge(), "a low sound", "high", SR)
+    one = get_metrics(
+        mixture=low + high,
+        target=low,
+        interferer=high,
+        estimate=low,
+        judge=BandJudge(),
+        query_text="a low sound",
+        interferer_class="high",
+        sample_rate=SR,
+    )
     assert one["clap_t"] > one["input_clap_t"] and one["leakage"] == 0.0 and one["judged_class"] == "low"
 
 

@@ -37,8 +37,8 @@ from tests.conftest import TINY_JUDGE_PARAMS, TINY_SEPARATOR_PARAMS
 def judged(separator_assets, tmp_path_factory):
     """A tiny trained judge and a tiny (untrained) separator model file."""
     out = tmp_path_factory.mktemp("judged")
-    report = run_judge_stage(build(JudgeConfig, TINY_JUDGE_PARAMS), separator_assets.raw, separator_assets.bank,
-                             out / "judge.pt", out / "judge.json")
+    report = run_judge_stage(cfg=build(JudgeConfig, TINY_JUDGE_PARAMS), raw_dir=separator_assets.raw, bank_dir=separator_assets.bank,
+                             out_model=out / "judge.pt", out_metrics=out / "judge.json")
     torch.manual_seed(0)
     queries = QueryBank.load(separator_assets.queries)
     separator = build_separator(UNetParams(**TINY_SEPARATOR_PARAMS["model"]), AudioConfig(), queries.dim)
@@ -188,13 +188,25 @@ def test_a_bad_pair_is_recorded_and_only_fails_the_stage_past_the_budget(separat
     pairs = separator_assets.pairs.copy()
     pairs.loc[0, "target_clip"] = "no-such-clip"
     pairs.loc[1, "query_audio_clip"] = "missing-query-clip"
-    metrics = _stage(separator_assets, judged, tmp_path / "ok", EvaluateConfig(workers=1, figures_per_corpus=0, max_error_rate=0.5), pairs)
+    metrics = _stage(
+        separator_assets=separator_assets,
+        judged=judged,
+        tmp_path=tmp_path / "ok",
+        cfg=EvaluateConfig(workers=1, figures_per_corpus=0, max_error_rate=0.5),
+        pairs=pairs,
+    )
     assert metrics["errors.failed"] == 2 * 3 * 4  # both pairs, every system and modality
     errors = pd.read_csv(tmp_path / "ok" / "metrics" / "eval_errors.csv")
     assert set(errors["pair_id"]) == set(pairs["pair_id"].iloc[:2]) and errors["error"].str.contains("no-such-clip").any()
     assert metrics["all.supervised.text.n"] == len(pairs) - 2
     with pytest.raises(EvaluationError, match="over the budget"):
-        _stage(separator_assets, judged, tmp_path / "strict", EvaluateConfig(workers=1, figures_per_corpus=0, max_error_rate=0.0), pairs)
+        _stage(
+            separator_assets=separator_assets,
+            judged=judged,
+            tmp_path=tmp_path / "strict",
+            cfg=EvaluateConfig(workers=1, figures_per_corpus=0, max_error_rate=0.0),
+            pairs=pairs,
+        )
     assert (tmp_path / "strict" / "metrics" / "eval_errors.csv").is_file()  # written before failing
 
 

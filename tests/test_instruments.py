@@ -52,7 +52,7 @@ def test_render_places_notes_at_their_sample_positions():
     synth = FakeSynth()
     sr = 1000
     notes = make_melody(0, seed=3, seconds=3.0)
-    audio = render_melody(synth, 0, 0, notes, 3.0, sr)
+    audio = render_melody(synth=synth, sfid=0, program=0, notes=notes, seconds=3.0, sample_rate=sr)
     assert audio.shape == (3000,) and audio.dtype == np.float32
     assert synth.log[0] == ("program", 0)
     first = notes[0]

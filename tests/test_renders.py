@@ -70,7 +70,13 @@ class FakeRenders:
 def test_renders_replace_instrument_sources_only(separator_assets):
     bank, queries = load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries)
     renders = FakeRenders({"low": 0, "high": 1})
-    sampler = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5, speed_range=0.0, tilt_range=0.0, render_prob=1.0), renders)
+    sampler = MixtureSampler(
+        bank=bank,
+        queries=queries,
+        split="train",
+        cfg=MixingConfig(crop_seconds=0.5, speed_range=0.0, tilt_range=0.0, render_prob=1.0),
+        renders=renders,
+    )
     batch = sampler.sample(24, np.random.default_rng(3))
     torch.testing.assert_close(batch.mixture, batch.target + batch.interferer)
     for row, label in enumerate(batch.target_class):
@@ -85,7 +91,7 @@ def test_render_prob_zero_draws_the_batches_of_a_sampler_without_renders(separat
     cfg = MixingConfig(crop_seconds=0.5, speed_range=0.1, tilt_range=0.3)
     plain = MixtureSampler(bank, queries, "train", cfg).sample(8, np.random.default_rng(5))
     renders = FakeRenders({"low": 0, "high": 1})
-    off = MixtureSampler(bank, queries, "train", cfg, renders).sample(8, np.random.default_rng(5))
+    off = MixtureSampler(bank=bank, queries=queries, split="train", cfg=cfg, renders=renders).sample(8, np.random.default_rng(5))
     torch.testing.assert_close(plain.mixture, off.mixture)
     assert not renders.calls
     with pytest.raises(ValueError, match="render_prob"):

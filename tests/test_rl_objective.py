@@ -63,8 +63,16 @@ def test_clipping_zeroes_the_gradient_outside_the_trust_region():
 
 def test_mars_loss_combines_terms_and_reports_clip_statistics():
     log_prob = torch.tensor([[[0.0, 1.0]], [[0.0, -1.0]]])
-    terms = mars_loss(log_prob, torch.zeros_like(log_prob), torch.tensor([[1.0], [1.0]]), torch.full((1, 2), 2.0),
-                      torch.full((1, 2), 3.0), clip_eps=0.2, entropy_coef=0.1, kl_coef=0.01)
+    terms = mars_loss(
+        log_prob=log_prob,
+        old_log_prob=torch.zeros_like(log_prob),
+        advantages=torch.tensor([[1.0], [1.0]]),
+        entropy=torch.full((1, 2), 2.0),
+        kl=torch.full((1, 2), 3.0),
+        clip_eps=0.2,
+        entropy_coef=0.1,
+        kl_coef=0.01,
+    )
     surrogate = (1.0 + 1.2 + 1.0 + torch.exp(torch.tensor(-1.0))) / 4
     assert float(terms.policy) == pytest.approx(float(surrogate))
     assert float(terms.loss) == pytest.approx(float(-surrogate - 0.1 * 2.0 + 0.01 * 3.0))
@@ -107,8 +115,16 @@ def test_one_policy_gradient_run_on_a_toy_problem_raises_the_expected_reward():
         advantages = group_advantages(rewards)
         alpha, beta = beta_parameters(torch.sigmoid(logits), 9.0)
         old_alpha, old_beta = beta_parameters(old, 9.0)
-        terms = mars_loss(beta_log_prob(masks, alpha[None], beta[None]), beta_log_prob(masks, old_alpha[None], old_beta[None]),
-                          advantages, beta_entropy(alpha, beta), beta_kl(alpha, beta, old_alpha, old_beta), 0.2, 0.0, 0.01)
+        terms = mars_loss(
+            log_prob=beta_log_prob(masks, alpha[None], beta[None]),
+            old_log_prob=beta_log_prob(masks, old_alpha[None], old_beta[None]),
+            advantages=advantages,
+            entropy=beta_entropy(alpha, beta),
+            kl=beta_kl(alpha, beta, old_alpha, old_beta),
+            clip_eps=0.2,
+            entropy_coef=0.0,
+            kl_coef=0.01,
+        )
         optimizer.zero_grad()
         terms.loss.backward()
         optimizer.step()

@@ -133,9 +133,16 @@ def test_reward_probe_ranks_draws_as_the_reward_does(separator_assets, rl_inputs
     def probe(weights: dict, name: str) -> dict:
         params = {**TINY_RL_PARAMS, "reward_mlbp": str(rl_inputs / "mlbp.pt"), "reward_encoder": str(separator_assets.encoder),
                   "reward": {"fusion": "mean", "weights": weights}}
-        return run_probe_stage(ProbeConfig(group_size=4, seed=1, patches=((1, 1), (16, 8))), build(RLConfig, params),
-                               separator_assets.raw, separator_assets.bank, separator_assets.queries, rl_inputs / "sep.pt",
-                               rl_inputs / "judge.pt", tmp_path / name)
+        return run_probe_stage(
+            cfg=ProbeConfig(group_size=4, seed=1, patches=((1, 1), (16, 8))),
+            rl=build(RLConfig, params),
+            raw_dir=separator_assets.raw,
+            bank_dir=separator_assets.bank,
+            queries_path=separator_assets.queries,
+            model=rl_inputs / "sep.pt",
+            judge_path=rl_inputs / "judge.pt",
+            out_metrics=tmp_path / name,
+        )
 
     pure_si_sdr = probe({"semantic": 0.0, "si_sdr": 1.0, "leakage": 0.0}, "si_sdr.json")
     assert json.loads((tmp_path / "si_sdr.json").read_text()) == json.loads(json.dumps(pure_si_sdr))
@@ -155,7 +162,9 @@ def test_patch_masks_share_one_action_per_patch_and_keep_the_proposal_at_its_mod
     from marssep_core.rl.policy import sample_masks, sample_patch_masks
 
     proposal = torch.rand(2, 20, 11, generator=torch.Generator().manual_seed(0)).clamp(0.05, 0.95)
-    masks, actions = sample_patch_masks(proposal, 9.0, 3, (8, 4), torch.Generator().manual_seed(1))
+    masks, actions = sample_patch_masks(
+        proposal=proposal, kappa=9.0, group_size=3, patch=(8, 4), generator=torch.Generator().manual_seed(1)
+    )
     assert masks.shape == (3, 2, 20, 11) and actions.shape == (3, 2, 3, 3)
     logit_shift = torch.logit(masks) - torch.logit(proposal)[None]
     block = logit_shift[:, :, 8:16, 4:8]  # one full patch: every bin moved by the same offset
@@ -163,5 +172,5 @@ def test_patch_masks_share_one_action_per_patch_and_keep_the_proposal_at_its_mod
     assert not torch.allclose(logit_shift[:, :, :8, :4].mean(), logit_shift[:, :, 8:16, 4:8].mean())
     # larger patches: draws differ more across a group than per-bin draws do, once averaged over the mask
     per_bin = sample_masks(proposal, 9.0, 64, torch.Generator().manual_seed(2))
-    patched, _ = sample_patch_masks(proposal, 9.0, 64, (8, 4), torch.Generator().manual_seed(2))
+    patched, _ = sample_patch_masks(proposal=proposal, kappa=9.0, group_size=64, patch=(8, 4), generator=torch.Generator().manual_seed(2))
     assert patched.mean(dim=(2, 3)).std(dim=0).mean() > 2 * per_bin.mean(dim=(2, 3)).std(dim=0).mean()

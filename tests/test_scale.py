@@ -57,7 +57,7 @@ def test_sparse_fingerprints_do_not_match_on_shared_zeros():
 def test_streamed_bank_is_byte_for_byte_the_joined_array(tiny_raw, tmp_path, workers):
     metadata = pd.read_csv(tiny_raw / "metadata.csv", dtype=str, keep_default_na=False).head(9)
     clips = metadata.assign(split="train")
-    bank = build_audio_bank(tiny_raw, clips, tmp_path / "bank", 16000, 0.7, workers=workers)
+    bank = build_audio_bank(raw_dir=tiny_raw, clips=clips, out_dir=tmp_path / "bank", sample_rate=16000, max_seconds=0.7, workers=workers)
     ordered = clips.sort_values("clip_id")
     joined = np.concatenate([_decode((tiny_raw / rel, 16000, 0.7)) for rel in ordered["path"]])
     expected = io.BytesIO()
@@ -71,7 +71,7 @@ def test_streamed_bank_is_byte_for_byte_the_joined_array(tiny_raw, tmp_path, wor
 
 def test_an_empty_bank_is_a_valid_empty_array(tmp_path):
     clips = pd.DataFrame(columns=["clip_id", "path", "class", "corpus", "split", "origin"])
-    bank = build_audio_bank(tmp_path, clips, tmp_path / "bank", 16000, 1.0, workers=1)
+    bank = build_audio_bank(raw_dir=tmp_path, clips=clips, out_dir=tmp_path / "bank", sample_rate=16000, max_seconds=1.0, workers=1)
     assert bank.waves.shape == (0,) and len(bank.index) == 0
 
 

@@ -63,7 +63,7 @@ def synthetic_bank(rate: int, seconds: float, clips_per_class: int = 4, seed: in
     waves, rows, offset = [], [], 0
     for label, (corpus, kind, base) in CLASSES.items():
         for index in range(clips_per_class + 2):
-            wave = synthetic_clip(kind, base, seconds, rate, rng).astype(np.float16)
+            wave = synthetic_clip(kind=kind, base_hz=base, seconds=seconds, rate=rate, rng=rng).astype(np.float16)
             split = "train" if index < clips_per_class else "val"
             rows.append([f"{label}-{index}", label, corpus, split, f"gen:{label}:{index}", offset, wave.shape[0]])
             waves.append(wave)
