@@ -40,7 +40,7 @@ def direct_imports(path: Path, root: Path = ROOT) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     skipped = {id(sub) for hook in _lazy_attribute_hooks(tree) for sub in ast.walk(hook)}
     relative = path.resolve().relative_to(root).with_suffix("").parts
-    package_parts = relative[:-1] if relative[-1] != "__init__" else relative[:-1]
+    package_parts = relative[:-1]  # the package of a module and of a package's __init__ alike
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skipped:

@@ -101,16 +101,7 @@ def timed_loop(model: torch.nn.Module, task: Any, loop: Any, counts: tuple[int, 
             reset_peak(device)
             sync(device)
             started = time.perf_counter()
-            result = train_loop(
-                model=model,
-                task=task,
-                cfg=cfg,
-                run_dir=Path(run_dir),
-                fingerprint=f"gpu-check-{steps}",
-                selection_metric=metric,
-                history_csv=None,
-                desc="gpu-check",
-            )
+            result = run_loop(model=model, task=task, cfg=cfg, run_dir=Path(run_dir), name=f"gpu-check-{steps}", metric=metric)
             sync(device)
             walls[steps] = time.perf_counter() - started
             history = result.history
@@ -118,6 +109,19 @@ def timed_loop(model: torch.nn.Module, task: Any, loop: Any, counts: tuple[int, 
     losses = [row["loss"] for row in history]
     return {"step_seconds": round(seconds, 4), "run_walls_s": {str(k): round(v, 3) for k, v in walls.items()},
             "peak_gib": peak_gib(device), "losses_finite": bool(np.all(np.isfinite(losses)))}
+
+
+def run_loop(model: torch.nn.Module, task: Any, cfg: Any, run_dir: Path, name: str, metric: str) -> Any:
+    """``train_loop`` without a history file, as every check here runs it."""
+    return train_loop(model=model, task=task, cfg=cfg, run_dir=run_dir, fingerprint=name, selection_metric=metric,
+                      history_csv=None, desc=name)
+
+
+def supervised_task(separator: Any, cfg: SupervisedConfig, audio: AudioConfig, sampler: Any, bank: Any, queries: Any,
+                    val_crop_seconds: float) -> SupervisedTask:
+    """The supervised stage's task on the synthetic bank, validated on pairs of ``val_crop_seconds``."""
+    return SupervisedTask(loss=cfg.loss, stft=separator.stft, audio=audio, sampler=sampler,
+                          val_pairs=fixtures.validation_pairs(bank, val_crop_seconds), bank=bank, queries=queries, eval_batch=8)
 
 
 def supervised_setup(profile: str, seed: int = 0) -> tuple[Any, SupervisedConfig, AudioConfig, Any, Any]:
@@ -139,10 +143,8 @@ def separator_step(sizes: fixtures.Sizes, device: torch.device, profile: str, bf
     started = time.perf_counter()
     fixed = fixtures.FixedSampler(sampler, batch)
     prepare = time.perf_counter() - started
-    val = fixtures.validation_pairs(bank, cfg.mixing.crop_seconds)
-    task = SupervisedTask(
-        loss=cfg.loss, stft=separator.stft, audio=audio, sampler=fixed, val_pairs=val, bank=bank, queries=queries, eval_batch=8
-    )
+    task = supervised_task(separator=separator, cfg=cfg, audio=audio, sampler=fixed, bank=bank, queries=queries,
+                           val_crop_seconds=cfg.mixing.crop_seconds)
     loop = dataclasses.replace(cfg.loop, bf16=bf16)
     out = timed_loop(model=separator.mask_net, task=task, loop=loop, counts=sizes.timed_steps, device=device, metric="si_sdri_text")
     return {"profile": profile, "bf16": bf16 and device.type == "cuda", "loss": cfg.loss, "batch": batch,
@@ -156,19 +158,12 @@ def training_input(sizes: fixtures.Sizes, device: torch.device, profile: str, wo
     training process (``workers`` 0) or drawn ahead by ``workers`` processes (``data_workers``)."""
     separator, cfg, audio, bank, queries = supervised_setup(profile)
     sampler = MixtureSampler(bank, queries, "train", cfg.mixing)
-    val = fixtures.validation_pairs(bank, min(1.0, cfg.mixing.crop_seconds))
-    task = SupervisedTask(
-        loss=cfg.loss, stft=separator.stft, audio=audio, sampler=sampler, val_pairs=val, bank=bank, queries=queries, eval_batch=8
-    )
+    task = supervised_task(separator=separator, cfg=cfg, audio=audio, sampler=sampler, bank=bank, queries=queries,
+                           val_crop_seconds=min(1.0, cfg.mixing.crop_seconds))
     loop = dataclasses.replace(cfg.loop, data_workers=workers)
     out = timed_loop(model=separator.mask_net, task=task, loop=loop, counts=sizes.timed_steps, device=device, metric="si_sdri_text")
-    return {
-        "profile": profile,
-        "data_workers": workers,
-        "batch": cfg.loop.batch_size,
-        "bf16": cfg.loop.bf16 and device.type == "cuda",
-        **out,
-    }
+    return {"profile": profile, "data_workers": workers, "batch": cfg.loop.batch_size,
+            "bf16": cfg.loop.bf16 and device.type == "cuda", **out}
 
 
 def reward_encoder(name: str, device: torch.device) -> ImageBindModel:
@@ -192,19 +187,9 @@ def rl_setup(sizes: fixtures.Sizes, device: torch.device, profile: str, reward_n
     fixed = fixtures.FixedSampler(MixtureSampler(bank, queries, "train", cfg.mixing), batch)
     val = fixtures.validation_pairs(bank, min(1.0, cfg.mixing.crop_seconds))
     separator.to(device)
-    task = RLTask(
-        separator=separator,
-        cfg=cfg,
-        steps=1000,
-        sampler=fixed,
-        reward=reward,
-        anchors=RewardAnchors(reward_queries, bank),
-        val_pairs=val,
-        bank=bank,
-        queries=queries,
-        judge=fixtures.untrained_judge(queries),
-        eval_batch=8,
-    )
+    task = RLTask(separator=separator, cfg=cfg, steps=1000, sampler=fixed, reward=reward,
+                  anchors=RewardAnchors(reward_queries, bank), val_pairs=val, bank=bank, queries=queries,
+                  judge=fixtures.untrained_judge(queries), eval_batch=8)
     return separator, cfg, task, batch, encoder
 
 
@@ -212,16 +197,9 @@ def rl_step(sizes: fixtures.Sizes, device: torch.device, profile: str, reward_na
     separator, cfg, task, batch, encoder = rl_setup(sizes, device, profile, reward_name)
     loop = dataclasses.replace(cfg.loop, batch_size=batch)
     out = timed_loop(model=separator.mask_net, task=task, loop=loop, counts=sizes.timed_steps, device=device, metric="reward")
-    return {
-        "profile": profile,
-        "reward_encoder": reward_name,
-        "group_size": cfg.group_size,
-        "batch": batch,
-        "crop_samples": int(round(cfg.mixing.crop_seconds * separator.sample_rate)),
-        "bf16_policy": cfg.loop.bf16 and device.type == "cuda",
-        "reward_parameters": sum(p.numel() for p in encoder.modality_trunks["audio"].parameters()),
-        **out,
-    }
+    return {"profile": profile, "reward_encoder": reward_name, "group_size": cfg.group_size, "batch": batch,
+            "crop_samples": int(round(cfg.mixing.crop_seconds * separator.sample_rate)), "bf16_policy": cfg.loop.bf16 and device.type == "cuda",
+            "reward_parameters": sum(p.numel() for p in encoder.modality_trunks["audio"].parameters()), **out}
 
 
 def encoder_throughput(sizes: fixtures.Sizes, device: torch.device, dry_run: bool) -> dict[str, Any]:
@@ -266,14 +244,9 @@ def serving(sizes: fixtures.Sizes, device: torch.device, work: Path) -> dict[str
     export_mask_graph(separator.mask_net.cpu(), work / "mask.onnx")
     for batch in sizes.onnx_batches:
         run("onnx", OnnxMasker(work / "mask.onnx", "cpu"), batch)
-    return {
-        "model": f"{profile} profile U-Net (random weights)",
-        "segment_s": 10.0,
-        "rows": rows,
-        "pass_breakdown": serving_breakdown(
-            mask_net=separator.mask_net, audio=audio, wave=wave, query=query, batch=max(sizes.serving_batches), device=device
-        ),
-    }
+    breakdown = serving_breakdown(mask_net=separator.mask_net, audio=audio, wave=wave, query=query,
+                                  batch=max(sizes.serving_batches), device=device)
+    return {"model": f"{profile} profile U-Net (random weights)", "segment_s": 10.0, "rows": rows, "pass_breakdown": breakdown}
 
 
 def serving_breakdown(mask_net: torch.nn.Module, audio: Any, wave: np.ndarray, query: torch.Tensor, batch: int,
@@ -332,33 +305,15 @@ def correctness(sizes: fixtures.Sizes, device: torch.device) -> dict[str, Any]:
     profile = "dry" if sizes.profiles == ("dry",) else "default"
     separator, cfg, audio, bank, queries = supervised_setup(profile, seed=1)
     fixed = fixtures.FixedSampler(MixtureSampler(bank, queries, "train", cfg.mixing), cfg.loop.batch_size, seed=1)
-    task = SupervisedTask(
-        loss=cfg.loss,
-        stft=separator.stft,
-        audio=audio,
-        sampler=fixed,
-        val_pairs=fixtures.validation_pairs(bank, cfg.mixing.crop_seconds),
-        bank=bank,
-        queries=queries,
-        eval_batch=8,
-    )
+    task = supervised_task(separator=separator, cfg=cfg, audio=audio, sampler=fixed, bank=bank, queries=queries,
+                           val_crop_seconds=cfg.mixing.crop_seconds)
     steps = sizes.correctness_steps
     loop = dataclasses.replace(cfg.loop, steps=steps, warmup=1, lr=1e-3, eval_every=steps, checkpoint_every=steps,
                                device=device.type)
     with tempfile.TemporaryDirectory() as run_dir:
-        losses = [
-            row["loss"]
-            for row in train_loop(
-                model=separator.mask_net,
-                task=task,
-                cfg=loop,
-                run_dir=Path(run_dir),
-                fingerprint="gpu-check-fit",
-                selection_metric="si_sdri_text",
-                history_csv=None,
-                desc="fit",
-            ).history
-        ]
+        result = run_loop(model=separator.mask_net, task=task, cfg=loop, run_dir=Path(run_dir), name="gpu-check-fit",
+                          metric="si_sdri_text")
+        losses = [row["loss"] for row in result.history]
     out = {"supervised_losses": [round(x, 5) for x in losses],
            "supervised_ok": bool(np.all(np.isfinite(losses)) and np.mean(losses[-2:]) < np.mean(losses[:2]))}
 
@@ -366,9 +321,8 @@ def correctness(sizes: fixtures.Sizes, device: torch.device) -> dict[str, Any]:
     # about eps * |grad| (first order; autograd through the Beta log-densities on the device). The
     # ratio decrease / (eps |grad|) is recorded for three lengths: it shows how far the surrogate
     # stays linear, which one AdamW step at the stage's lr (recorded with its length) far exceeds.
-    rl_separator, rl_cfg, rl_task, batch, _ = rl_setup(
-        sizes=sizes, device=device, profile=profile, reward_name="tiny", overrides={"inner_epochs": 1000}
-    )
+    rl_separator, rl_cfg, rl_task, batch, _ = rl_setup(sizes=sizes, device=device, profile=profile, reward_name="tiny",
+                                                       overrides={"inner_epochs": 1000})
     model = rl_separator.mask_net.train()
     rng = np.random.default_rng(0)
     # TF32 off: this compares loss differences of ~1e-5, below TF32's rounding of the convolutions
