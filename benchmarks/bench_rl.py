@@ -39,7 +39,7 @@ def measure(mode: str, device_name: str, steps: int, threads: int) -> dict:
     from marssep_core.rl.policy import sample_masks
     from marssep_core.rl.reward import RewardModel, load_mlbp
     from marssep_core.rl.stage import RLConfig
-    from marssep_core.rl.task import RewardAnchors, RLTask
+    from marssep_core.rl.task import RewardAnchors, RLTask, ValidationSet
     from marssep_core.separation.data import MixtureSampler
     from marssep_core.separation.queries import QueryBank
     from marssep_core.separation.separator import load_separator
@@ -63,9 +63,7 @@ def measure(mode: str, device_name: str, steps: int, threads: int) -> dict:
         sampler=MixtureSampler(bank, queries, "train", cfg.mixing),
         reward=reward,
         anchors=anchors,
-        val_pairs=val,
-        bank=bank,
-        queries=queries,
+        val=ValidationSet(pairs=val, bank=bank, queries=queries, reward_queries=anchors.queries, reward=reward),
         judge=judge,
         eval_batch=8,
     )

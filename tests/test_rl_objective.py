@@ -7,7 +7,16 @@ import torch
 from torch.distributions import Beta, kl_divergence
 
 from marssep_core.rl.objective import EmaBaseline, clipped_surrogate, group_advantages, mars_loss
-from marssep_core.rl.policy import SAMPLE_EPS, beta_entropy, beta_kl, beta_log_prob, beta_parameters, sample_masks
+from marssep_core.rl.policy import (
+    SAMPLE_EPS,
+    beta_entropy,
+    beta_kl,
+    beta_log_prob,
+    beta_parameters,
+    pool_proposal,
+    sample_masks,
+    sample_patch_masks,
+)
 
 PROPOSALS = torch.tensor([0.0, 1e-4, 0.1, 0.5, 0.9, 1.0 - 1e-4, 1.0], dtype=torch.float64)
 
@@ -94,11 +103,14 @@ def test_group_normalisation_and_the_ema_baseline():
     assert ema.value == pytest.approx(0.92 + 0.08 * 2.0)
 
 
-def test_one_policy_gradient_run_on_a_toy_problem_raises_the_expected_reward():
-    """Learn a (4 x 6) mask whose best value is known: the reward is minus the mean distance of a
-    sampled mask to the target mask; the deterministic proposal must move towards it."""
+@pytest.mark.parametrize("patch", [(1, 1), (2, 3)])
+def test_one_policy_gradient_run_on_a_toy_problem_raises_the_expected_reward(patch):
+    """Learn a (4 x 6) mask whose best value is known (constant per patch): the reward is minus the
+    mean distance of a sampled mask to the target mask; the deterministic proposal must move towards
+    it. With patches, the pooled log-probabilities carry the gradient back to every bin of a patch."""
     torch.manual_seed(0)
-    best = (torch.rand(1, 4, 6) > 0.5).float()
+    best = (torch.rand(1, 4 // patch[0], 6 // patch[1]) > 0.5).float()
+    best = best.repeat_interleave(patch[0], dim=-2).repeat_interleave(patch[1], dim=-1)  # (1, 4, 6)
     logits = torch.zeros(1, 4, 6, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=0.1)
     generator = torch.Generator().manual_seed(0)
@@ -110,14 +122,13 @@ def test_one_policy_gradient_run_on_a_toy_problem_raises_the_expected_reward():
     for _ in range(60):
         with torch.no_grad():
             old = torch.sigmoid(logits)
-        masks = sample_masks(old, 9.0, 8, generator)
-        rewards = -(masks - best).abs().mean(dim=(2, 3))
-        advantages = group_advantages(rewards)
-        alpha, beta = beta_parameters(torch.sigmoid(logits), 9.0)
-        old_alpha, old_beta = beta_parameters(old, 9.0)
+        masks, actions = sample_patch_masks(proposal=old, kappa=9.0, group_size=8, patch=patch, generator=generator)
+        advantages = group_advantages(-(masks - best).abs().mean(dim=(2, 3)))
+        alpha, beta = beta_parameters(pool_proposal(torch.sigmoid(logits), patch), 9.0)
+        old_alpha, old_beta = beta_parameters(pool_proposal(old, patch), 9.0)
         terms = mars_loss(
-            log_prob=beta_log_prob(masks, alpha[None], beta[None]),
-            old_log_prob=beta_log_prob(masks, old_alpha[None], old_beta[None]),
+            log_prob=beta_log_prob(actions, alpha[None], beta[None]),
+            old_log_prob=beta_log_prob(actions, old_alpha[None], old_beta[None]),
             advantages=advantages,
             entropy=beta_entropy(alpha, beta),
             kl=beta_kl(alpha, beta, old_alpha, old_beta),
@@ -129,3 +140,39 @@ def test_one_policy_gradient_run_on_a_toy_problem_raises_the_expected_reward():
         terms.loss.backward()
         optimizer.step()
     assert expected_reward() > before + 0.2  # from 0.5 mean distance to well under 0.3
+
+
+def _block_means(proposal: torch.Tensor, patch: tuple[int, int]) -> torch.Tensor:
+    """Reference pooling by explicit slicing (edge blocks average the bins they hold)."""
+    frequencies, frames = proposal.shape[-2:]
+    rows = []
+    for f in range(0, frequencies, patch[0]):
+        rows.append(torch.stack([proposal[..., f : f + patch[0], t : t + patch[1]].mean(dim=(-2, -1))
+                                 for t in range(0, frames, patch[1])], dim=-1))
+    return torch.stack(rows, dim=-2)
+
+
+def test_patch_1x1_is_the_per_bin_policy_exactly():
+    proposal = torch.rand(2, 6, 5, generator=torch.Generator().manual_seed(0))
+    proposal[0, 0, 0], proposal[1, 2, 3] = 0.0, 1.0  # the edges, which the patch path would clamp
+    assert pool_proposal(proposal, (1, 1)) is proposal
+    masks, actions = sample_patch_masks(proposal=proposal, kappa=9.0, group_size=3, patch=(1, 1), generator=torch.Generator().manual_seed(5))
+    assert masks is actions and torch.equal(masks, sample_masks(proposal, 9.0, 3, torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("patch", [(2, 3), (4, 4), (5, 7)])
+def test_patch_policy_log_prob_entropy_and_kl_match_torch_distributions(patch):
+    generator = torch.Generator().manual_seed(1)
+    proposal = torch.rand(2, 5, 7, generator=generator, dtype=torch.float64)
+    other = torch.rand(2, 5, 7, generator=generator, dtype=torch.float64)
+    pooled = pool_proposal(proposal, patch)
+    torch.testing.assert_close(pooled, _block_means(proposal, patch))
+    _, actions = sample_patch_masks(proposal=proposal, kappa=9.0, group_size=4, patch=patch, generator=generator)
+    actions = actions.double()  # drawn in float32
+    assert actions.shape == (4, 2, -(-5 // patch[0]), -(-7 // patch[1]))
+    alpha, beta = beta_parameters(pooled, 9.0)
+    other_alpha, other_beta = beta_parameters(pool_proposal(other, patch), 9.0)
+    reference = Beta(1 + 9.0 * _block_means(proposal, patch), 1 + 9.0 * (1 - _block_means(proposal, patch)))
+    torch.testing.assert_close(beta_log_prob(actions, alpha[None], beta[None]), reference.log_prob(actions))
+    torch.testing.assert_close(beta_entropy(alpha, beta), reference.entropy())
+    torch.testing.assert_close(beta_kl(alpha, beta, other_alpha, other_beta), kl_divergence(reference, Beta(other_alpha, other_beta)))

@@ -134,7 +134,7 @@ def test_reward_probe_ranks_draws_as_the_reward_does(separator_assets, rl_inputs
         params = {**TINY_RL_PARAMS, "reward_mlbp": str(rl_inputs / "mlbp.pt"), "reward_encoder": str(separator_assets.encoder),
                   "reward": {"fusion": "mean", "weights": weights}}
         return run_probe_stage(
-            cfg=ProbeConfig(group_size=4, seed=1, patches=((1, 1), (16, 8))),
+            cfg=ProbeConfig(group_size=4, seed=1, patches=((1, 1), (16, 8)), gradient_batches=2),
             rl=build(RLConfig, params),
             raw_dir=separator_assets.raw,
             bank_dir=separator_assets.bank,
@@ -156,6 +156,48 @@ def test_reward_probe_ranks_draws_as_the_reward_does(separator_assets, rl_inputs
     semantic = probe({"semantic": 1.0, "si_sdr": 0.0, "leakage": 0.0}, "semantic.json")
     for figures in semantic["by_patch"]["1x1"].values():  # an untrained encoder's reward is not SI-SDR
         assert -1.0 <= figures["spearman_reward_si_sdr"]["mean"] < 0.99
+        assert -1.0 <= figures["spearman_gap_si_sdr"]["mean"] <= 1.0
+    per_bin, patched = (pure_si_sdr["gradient_by_patch"][key] for key in ("1x1", "16x8"))
+    assert per_bin["actions_per_item"] > patched["actions_per_item"] > 0
+    for figures in (per_bin, patched):
+        assert -1.0 <= figures["cosine"]["mean"] <= 1.0 and figures["grad_norm"]["mean"] > 0 and figures["batches"] == 2
+
+
+def test_patch_policy_trains_with_ratios_entropy_and_kl_per_patch(separator_assets, rl_inputs, tmp_path):
+    report = _run(separator_assets, rl_inputs, tmp_path, patch=[16, 8], inner_epochs=2, loop={**TINY_RL_PARAMS["loop"], "lr": 0.01})
+    history = pd.read_csv(tmp_path / "history.csv").dropna(subset=["ratio_max"])
+    assert report["steps"] == 4 and (history["ratio_max"] > 1.0).any() and history["entropy"].notna().all()
+    with pytest.raises(ValueError, match="rl.patch"):
+        _run(separator_assets, rl_inputs, tmp_path, patch=[0, 4])
+
+
+def test_per_bin_update_loss_is_the_plain_beta_policy_loss():
+    """``patch: [1, 1]`` computes exactly the per-bin loss (the paper's policy), term by term."""
+    from types import SimpleNamespace
+
+    from marssep_core.rl.objective import mars_loss
+    from marssep_core.rl.policy import beta_entropy, beta_kl, beta_log_prob, beta_parameters, sample_masks
+    from marssep_core.rl.task import PolicyConfig, Rollout, RLTask
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    model = lambda magnitude, query: net(magnitude[:, None])[:, 0]  # noqa: E731 (the mask net's call signature)
+    magnitude = torch.rand(2, 9, 6)
+    old = torch.sigmoid(model(magnitude, None)).detach()
+    masks = sample_masks(old, 9.0, 3, torch.Generator().manual_seed(1))
+    advantages = torch.randn(3, 2)
+    rollout = Rollout(magnitude=magnitude, query=torch.zeros(2, 4), old_pooled=old, actions=masks, advantages=advantages,
+                      scalars={}, kappa=9.0)
+    with torch.no_grad():
+        net.weight.add_(0.05)  # the current policy differs from the old one
+    loss, _ = RLTask.update_loss(SimpleNamespace(cfg=PolicyConfig()), model, rollout, torch.device("cpu"))
+    alpha, beta = beta_parameters(torch.sigmoid(model(magnitude, None)), 9.0)
+    old_alpha, old_beta = beta_parameters(old, 9.0)
+    expected = mars_loss(log_prob=beta_log_prob(masks, alpha[None], beta[None]),
+                         old_log_prob=beta_log_prob(masks, old_alpha[None], old_beta[None]), advantages=advantages,
+                         entropy=beta_entropy(alpha, beta), kl=beta_kl(alpha, beta, old_alpha, old_beta), clip_eps=0.2,
+                         entropy_coef=0.0, kl_coef=0.01)
+    assert torch.equal(loss, expected.loss)
 
 
 def test_patch_masks_share_one_action_per_patch_and_keep_the_proposal_at_its_mode():

@@ -52,7 +52,7 @@ from benchmarks.bench_encoder import measure as encoder_items_per_second  # noqa
 from marssep_core.config import AudioConfig, build  # noqa: E402
 from marssep_core.encoders.imagebind import ImageBindModel, imagebind_huge, tiny  # noqa: E402
 from marssep_core.rl.stage import RLConfig  # noqa: E402
-from marssep_core.rl.task import RewardAnchors, RLTask  # noqa: E402
+from marssep_core.rl.task import RewardAnchors, RLTask, ValidationSet  # noqa: E402
 from marssep_core.separation.data import MixtureSampler  # noqa: E402
 from marssep_core.separation.loop import train_loop  # noqa: E402
 from marssep_core.separation.stages import SupervisedConfig, SupervisedTask, build_separator  # noqa: E402
@@ -187,8 +187,9 @@ def rl_setup(sizes: fixtures.Sizes, device: torch.device, profile: str, reward_n
     fixed = fixtures.FixedSampler(MixtureSampler(bank, queries, "train", cfg.mixing), batch)
     val = fixtures.validation_pairs(bank, min(1.0, cfg.mixing.crop_seconds))
     separator.to(device)
-    task = RLTask(separator=separator, cfg=cfg, steps=1000, sampler=fixed, reward=reward,
-                  anchors=RewardAnchors(reward_queries, bank), val_pairs=val, bank=bank, queries=queries,
+    anchors = RewardAnchors(reward_queries, bank)
+    task = RLTask(separator=separator, cfg=cfg, steps=1000, sampler=fixed, reward=reward, anchors=anchors,
+                  val=ValidationSet(pairs=val, bank=bank, queries=queries, reward_queries=reward_queries, reward=reward),
                   judge=fixtures.untrained_judge(queries), eval_batch=8)
     return separator, cfg, task, batch, encoder
 

@@ -63,19 +63,36 @@ def sample_masks(proposal: torch.Tensor, kappa: float, group_size: int, generato
     return (x / (x + y).clamp(min=1e-30)).clamp(SAMPLE_EPS, 1.0 - SAMPLE_EPS)
 
 
+def pool_proposal(proposal: torch.Tensor, patch: tuple[int, int]) -> torch.Tensor:
+    """Mean proposal per ``patch = (freq bins, frames)`` block: ``(..., F, T)`` -> ``(..., F', T')``
+    with ``F' = ceil(F / patch[0])`` etc. (edge blocks average the bins they hold). ``(1, 1)``
+    returns ``proposal`` itself, so the per-bin policy is exactly the plain Beta policy."""
+    if tuple(patch) == (1, 1):
+        return proposal
+    frequencies, frames = proposal.shape[-2:]
+    clamped = proposal.clamp(SAMPLE_EPS, 1.0 - SAMPLE_EPS).reshape(-1, 1, frequencies, frames)
+    pooled = torch.nn.functional.avg_pool2d(clamped, tuple(patch), ceil_mode=True)
+    return pooled.reshape(*proposal.shape[:-2], *pooled.shape[-2:])
+
+
 def sample_patch_masks(proposal: torch.Tensor, kappa: float, group_size: int, patch: tuple[int, int],
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks whose randomness is shared over ``patch = (freq bins, frames)`` blocks of bins.
 
-    One Beta action per patch, drawn around the patch's mean proposal ``P_bar`` as ``sample_masks``
-    does per bin, moves every bin of the patch by the same logit offset:
+    One Beta action per patch, drawn around the patch's mean proposal ``P_bar`` (``pool_proposal``)
+    as ``sample_masks`` does per bin, moves every bin of the patch by the same logit offset:
     ``m = sigmoid(logit P + logit a - logit P_bar)``, so ``a = P_bar`` gives back ``P`` and the mask
     keeps the proposal's detail inside a patch. Fewer, larger actions: draws of one group differ
-    audibly instead of averaging out over ~32k independent bins. ``(B, F, T)`` ->
-    ``(masks (G, B, F, T), actions (G, B, F', T'))`` with ``F' = ceil(F / patch[0])`` etc."""
+    audibly instead of averaging out over ~32k independent bins. The policy's log-density, entropy
+    and KL are those of the actions: ``beta_*`` of ``beta_parameters(pool_proposal(P), kappa)``.
+    ``(B, F, T)`` -> ``(masks (G, B, F, T), actions (G, B, F', T'))``; for ``(1, 1)`` both are
+    ``sample_masks``' draws."""
+    if tuple(patch) == (1, 1):
+        masks = sample_masks(proposal, kappa, group_size, generator)
+        return masks, masks
     frequencies, frames = proposal.shape[-2:]
     proposal = proposal.float().clamp(SAMPLE_EPS, 1.0 - SAMPLE_EPS)
-    pooled = torch.nn.functional.avg_pool2d(proposal[:, None], patch, ceil_mode=True)[:, 0]
+    pooled = pool_proposal(proposal, patch)
     actions = sample_masks(pooled, kappa, group_size, generator)
     offset = torch.logit(actions) - torch.logit(pooled)
     offset = offset.repeat_interleave(patch[0], dim=-2).repeat_interleave(patch[1], dim=-1)[..., :frequencies, :frames]

@@ -104,13 +104,15 @@ class RewardModel:
         ``target (B, S)``, ``anchors`` and ``interferer_text`` ``(B, D)``."""
         groups, batch = waves.shape[:2]
         embedded = self.embed_waves(waves.reshape(groups * batch, -1).float()).reshape(groups, batch, -1)
-        parts = {"semantic": (embedded * anchors[None].float()).sum(-1)}
-        weights = self.cfg.weights
-        if weights.si_sdr:
-            parts["si_sdr"] = si_sdr(waves.float(), target[None].float()) / 10.0
-        if weights.leakage:
-            parts["leakage"] = -(embedded * F.normalize(interferer_text.float(), dim=-1)[None]).sum(-1)
-        total = sum(getattr(weights, name) * value for name, value in parts.items())
+        parts = {  # every term, weighted or not: the unweighted ones are logged (and probed) for free
+            "semantic": (embedded * anchors[None].float()).sum(-1),
+            "si_sdr": si_sdr(waves.float(), target[None].float()) / 10.0,
+            "leakage": -(embedded * F.normalize(interferer_text.float(), dim=-1)[None]).sum(-1),
+        }
+        total = torch.zeros_like(parts["semantic"])
+        for name, value in parts.items():
+            if getattr(self.cfg.weights, name):  # skipped, not multiplied by 0: an unweighted -inf SI-SDR stays out
+                total = total + getattr(self.cfg.weights, name) * value
         return total, parts
 
 

@@ -24,7 +24,7 @@ from marssep_core.encoders.store import load_encoder
 from marssep_core.evaluation.judge import load_judge
 from marssep_core.io_utils import md5_file, write_json_atomic, write_table_atomic
 from marssep_core.rl.reward import RewardConfig, RewardModel, load_mlbp
-from marssep_core.rl.task import PolicyConfig, RewardAnchors, RLTask
+from marssep_core.rl.task import PolicyConfig, RewardAnchors, RLTask, ValidationSet
 from marssep_core.separation.data import MixingConfig, training_sampler
 from marssep_core.separation.embed_queries import build_query_bank
 from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
@@ -111,6 +111,8 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
     reward.to(resolve_device(cfg.loop.device))
     judge, _ = load_judge(paths.judge)
     anchors = RewardAnchors(reward_query_bank(encoder_path, queries, paths.raw, paths.bank), bank)
+    val = ValidationSet(pairs=validation_pairs(bank, paths.raw, cfg.validation), bank=bank, queries=queries,
+                        reward_queries=anchors.queries, reward=reward)
     task = RLTask(
         separator=separator,
         cfg=cfg,
@@ -118,9 +120,7 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
         sampler=training_sampler(bank, queries, cfg.mixing, paths.soundfonts),
         reward=reward,
         anchors=anchors,
-        val_pairs=validation_pairs(bank, paths.raw, cfg.validation),
-        bank=bank,
-        queries=queries,
+        val=val,
         judge=judge,
         eval_batch=cfg.validation.batch,
     )

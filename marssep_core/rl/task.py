@@ -23,9 +23,9 @@ from marssep_core.data.audio_bank import AudioBank
 from marssep_core.evaluation.judge import SemanticJudge
 from marssep_core.evaluation.metrics import semantic_scores
 from marssep_core.rl.objective import EmaBaseline, group_advantages, mars_loss
-from marssep_core.rl.policy import beta_entropy, beta_kl, beta_log_prob, beta_parameters, sample_masks
+from marssep_core.rl.policy import beta_entropy, beta_kl, beta_log_prob, beta_parameters, pool_proposal, sample_patch_masks
 from marssep_core.rl.reward import RewardModel
-from marssep_core.separation.data import MixtureSampler, pair_queries, pair_signals
+from marssep_core.separation.data import MixBatch, MixtureSampler, pair_queries, pair_signals
 from marssep_core.separation.evaluate import separate_batch
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator
@@ -44,14 +44,16 @@ class PolicyConfig:
     inner_epochs: int = 1
     baseline_decay: float = 0.92
     group_normalize: bool = True
+    # (freq bins, frames) sharing one Beta action; (1, 1) is the paper's per-bin policy
+    patch: tuple[int, int] = (1, 1)
 
 
 @dataclass
 class Rollout:
     magnitude: torch.Tensor  # (B, F, T)
     query: torch.Tensor  # (B, D)
-    old_proposal: torch.Tensor  # (B, F, T) float32
-    masks: torch.Tensor  # (G, B, F, T)
+    old_pooled: torch.Tensor  # (B, F', T') float32: the old policy's mean proposal per patch
+    actions: torch.Tensor  # (G, B, F', T'): the Beta draws (the masks themselves for patch (1, 1))
     advantages: torch.Tensor  # (G, B)
     scalars: dict[str, float]
     kappa: float
@@ -82,33 +84,41 @@ class RLTask:
     """MARS fine-tuning steps and the validation metrics of the RL stage."""
 
     def __init__(self, separator: Separator, cfg: PolicyConfig, steps: int, sampler: MixtureSampler, reward: RewardModel,
-                 anchors: RewardAnchors, val_pairs: pd.DataFrame, bank: AudioBank, queries: QueryBank,
-                 judge: SemanticJudge, eval_batch: int):
+                 anchors: RewardAnchors, val: ValidationSet, judge: SemanticJudge, eval_batch: int):
         if cfg.group_size < 1 or cfg.inner_epochs < 1:
             raise ValueError(f"rl.group_size and rl.inner_epochs must be >= 1, got {cfg.group_size}, {cfg.inner_epochs}")
+        if len(cfg.patch) != 2 or min(cfg.patch) < 1:
+            raise ValueError(f"rl.patch must be two sizes >= 1 (freq bins, frames), got {cfg.patch}")
         self.separator, self.cfg, self.steps, self.sampler = separator, cfg, steps, sampler
         self.reward, self.anchors, self.judge, self.eval_batch = reward, anchors, judge, eval_batch
         self.baseline = EmaBaseline(cfg.baseline_decay)
-        self.calls, self.rollout = 0, None
-        self.val = ValidationSet(pairs=val_pairs, bank=bank, queries=queries, reward_queries=anchors.queries, reward=reward)
+        self.calls, self.rollout, self.val = 0, None, val
 
     def kappa_at(self, call: int) -> float:
         progress = min(1.0, (call // self.cfg.inner_epochs) * self.cfg.inner_epochs / max(1, self.steps))
         return self.cfg.kappa + (self.cfg.kappa_final - self.cfg.kappa) * progress
 
-    @torch.no_grad()
     def roll_out(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device) -> Rollout:
         batch = self.sampler.sample(batch_size, rng)
+        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        anchor_rows = self.anchors.sample(batch.target_class, rng)
+        return self.draw(model=model, batch=batch, anchor_rows=anchor_rows, generator=generator, device=device)
+
+    @torch.no_grad()
+    def draw(self, model: nn.Module, batch: MixBatch, anchor_rows: tuple[torch.Tensor, ...], generator: torch.Generator,
+             device: torch.device) -> Rollout:
+        """A group of ``G`` actions per item of ``batch`` from the current (= old) policy, their
+        rewards against the target-side anchors (``RewardAnchors.sample``) and the advantages."""
         mixture, query = batch.mixture.to(device), batch.query.to(device)
         with torch.autocast(device.type, enabled=False):
             magnitude, phase = self.separator.spectrogram(mixture)
         old = torch.sigmoid(model(magnitude, query).float())
         kappa = self.kappa_at(self.calls)
-        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        masks = sample_masks(old, kappa, self.cfg.group_size, generator)
+        masks, actions = sample_patch_masks(proposal=old, kappa=kappa, group_size=self.cfg.group_size, patch=self.cfg.patch,
+                                            generator=generator)
         with torch.autocast(device.type, enabled=False):
             waves = self.separator.reconstruct(masks, magnitude, phase, mixture.shape[-1])
-            text, audio, vision, has_vision = (t.to(device) for t in self.anchors.sample(batch.target_class, rng))
+            text, audio, vision, has_vision = (t.to(device) for t in anchor_rows)
             anchors = self.reward.anchors(text, audio, vision, has_vision)
             interferer_text = self.anchors.queries.text_of(batch.interferer_class).to(device)
             rewards, parts = self.reward(waves, anchors, batch.target.to(device), interferer_text)
@@ -117,7 +127,8 @@ class RLTask:
         scalars = {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()), "baseline": baseline,
                    "advantage_std": float(advantages.std()), "kappa": kappa,
                    **{f"reward_{name}": float(value.mean()) for name, value in parts.items()}}
-        return Rollout(magnitude=magnitude, query=query, old_proposal=old, masks=masks, advantages=advantages, scalars=scalars, kappa=kappa)
+        return Rollout(magnitude=magnitude, query=query, old_pooled=pool_proposal(old, self.cfg.patch), actions=actions,
+                       advantages=advantages, scalars=scalars, kappa=kappa)
 
     def loss(
         self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
@@ -125,14 +136,18 @@ class RLTask:
         if self.rollout is None or self.calls % self.cfg.inner_epochs == 0:
             self.rollout = self.roll_out(model, rng, batch_size, device)
         self.calls += 1
-        r = self.rollout
-        proposal = torch.sigmoid(model(r.magnitude, r.query).float())
+        return self.update_loss(model, self.rollout, device)
+
+    def update_loss(self, model: nn.Module, r: Rollout, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        """The surrogate of the current policy on rollout ``r``: ratios, entropy and KL per action
+        (per patch; per bin for patch (1, 1)), averaged."""
+        pooled = pool_proposal(torch.sigmoid(model(r.magnitude, r.query).float()), self.cfg.patch)
         with torch.autocast(device.type, enabled=False):
-            alpha, beta = beta_parameters(proposal, r.kappa)
-            old_alpha, old_beta = beta_parameters(r.old_proposal, r.kappa)
+            alpha, beta = beta_parameters(pooled, r.kappa)
+            old_alpha, old_beta = beta_parameters(r.old_pooled, r.kappa)
             terms = mars_loss(
-                log_prob=beta_log_prob(r.masks, alpha[None], beta[None]),
-                old_log_prob=beta_log_prob(r.masks, old_alpha[None], old_beta[None]),
+                log_prob=beta_log_prob(r.actions, alpha[None], beta[None]),
+                old_log_prob=beta_log_prob(r.actions, old_alpha[None], old_beta[None]),
                 advantages=r.advantages,
                 entropy=beta_entropy(alpha, beta),
                 kl=beta_kl(alpha, beta, old_alpha, old_beta),
