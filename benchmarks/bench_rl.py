@@ -3,7 +3,8 @@
 Two rollouts are timed on the same inputs: the batched one the stage uses (all G x B masks drawn
 in one call, all waveforms reconstructed and scored at once) and a per-sample Python loop over
 (item, sample) doing the same work one mask at a time. Full steps (rollout + policy update) are
-timed with the batched rollout. Inputs: the real models (models/separator_sup.pt, the reward
+timed with the batched rollout, with the policy of params ``rl`` (``rl.patch``) and, when that is
+not the per-bin policy, once more with ``patch [1, 1]`` (mode ``full_step_per_bin``). Inputs: the real models (models/separator_sup.pt, the reward
 encoder and MLBP of params ``rl``) on mixtures from the audio bank; each setting runs in a fresh
 subprocess so peak RSS (CPU) or ``max_memory_allocated`` (CUDA) is its own. Results go to
 ``benchmarks/results/rl_<device>.json``.
@@ -15,6 +16,7 @@ subprocess so peak RSS (CPU) or ``max_memory_allocated`` (CUDA) is its own. Resu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,6 +52,8 @@ def measure(mode: str, device_name: str, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     cfg = load_section(RLConfig, "rl", ROOT / "params.yaml")
+    if mode == "full_step_per_bin":
+        cfg, mode = dataclasses.replace(cfg, patch=(1, 1)), "full_step"
     bank, queries = load_audio_bank(ROOT / "data/audio_bank"), QueryBank.load(ROOT / "data/query_bank.pt")
     separator, _ = load_separator(ROOT / "models/separator_sup.pt")
     separator.to(device)
@@ -110,7 +116,7 @@ def measure(mode: str, device_name: str, steps: int, threads: int) -> dict:
     seconds = float(np.mean(timings))
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-    return {"mode": mode, "device": device_name, "batch": batch, "group_size": cfg.group_size, "crop_seconds": cfg.mixing.crop_seconds,
+    return {"mode": mode, "patch": list(cfg.patch), "reward_weights": dataclasses.asdict(cfg.reward.weights), "device": device_name, "batch": batch, "group_size": cfg.group_size, "crop_seconds": cfg.mixing.crop_seconds,
             "steps_timed": steps, "seconds_per_call": round(seconds, 3), "calls_per_second": round(1 / seconds, 3),
             "peak_memory_gib": round(peak, 2), "threads": threads}
 
@@ -126,7 +132,8 @@ def main() -> None:
         print(json.dumps(measure(args.child, args.device, args.steps, args.threads)))
         return
     runs = []
-    for mode in ("batched_rollout", "per_sample_rollout", "full_step"):
+    patch = tuple(yaml.safe_load((ROOT / "params.yaml").read_text())["rl"]["patch"])
+    for mode in ("batched_rollout", "per_sample_rollout", "full_step", *(("full_step_per_bin",) if patch != (1, 1) else ())):
         proc = subprocess.run([sys.executable, __file__, "--child", mode, "--device", args.device, "--steps", str(args.steps),
                                "--threads", str(args.threads)], capture_output=True, text=True, check=True, cwd=ROOT)
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -8,6 +8,7 @@ typo in ``params.yaml`` (or in ``dvc exp run -S``) never silently falls back to 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -171,10 +172,17 @@ def field_default(field: dataclasses.Field) -> Any:
     return None
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Check scalars against their annotation; YAML ints are accepted where floats are expected."""
+    """Check scalars against their annotation; YAML ints are accepted where floats are expected,
+    and so is exponent notation without a dot (``5e-05``, as ``dvc exp run -S`` writes it), which
+    PyYAML's YAML 1.1 resolver reads as a string."""
     origin = typing.get_origin(hint)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
         return float(value)
     if hint in (int, float, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):

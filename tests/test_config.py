@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from marssep_core.config import (
     AudioConfig,
@@ -43,6 +44,16 @@ def test_wrong_type_is_rejected_and_ints_become_floats():
     with pytest.raises(ConfigError, match="expected int"):
         build(IngestConfig, {"workers": "two"})
     assert build(CleanConfig, {"min_seconds": 1}).min_seconds == 1.0
+
+
+def test_exponents_without_a_dot_are_floats(tmp_path):
+    """``dvc exp run -S rl.loop.lr=0.00005`` writes ``5e-05``, a string to PyYAML's YAML 1.1 resolver."""
+    (tmp_path / "params.yaml").write_text("clean:\n  min_seconds: 5e-01\n  min_bandwidth_hz: 1E+2\n")
+    assert isinstance(yaml.safe_load((tmp_path / "params.yaml").read_text())["clean"]["min_seconds"], str)
+    clean = load_section(CleanConfig, "clean", tmp_path / "params.yaml")
+    assert (clean.min_seconds, clean.min_bandwidth_hz) == (0.5, 100.0)
+    with pytest.raises(ConfigError, match="expected float"):
+        build(CleanConfig, {"min_seconds": "half"})
 
 
 def test_missing_file(tmp_path):
