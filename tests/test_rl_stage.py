@@ -177,7 +177,7 @@ def test_per_bin_update_loss_is_the_plain_beta_policy_loss():
 
     from marssep_core.rl.objective import mars_loss
     from marssep_core.rl.policy import beta_entropy, beta_kl, beta_log_prob, beta_parameters, sample_masks
-    from marssep_core.rl.task import PolicyConfig, Rollout, RLTask
+    from marssep_core.rl.task import PolicyConfig, RLTask, Rollout
 
     torch.manual_seed(0)
     net = torch.nn.Conv2d(1, 1, 3, padding=1)
@@ -190,7 +190,7 @@ def test_per_bin_update_loss_is_the_plain_beta_policy_loss():
                       scalars={}, kappa=9.0)
     with torch.no_grad():
         net.weight.add_(0.05)  # the current policy differs from the old one
-    loss, _ = RLTask.update_loss(SimpleNamespace(cfg=PolicyConfig()), model, rollout, torch.device("cpu"))
+    loss, _ = RLTask.update_loss(SimpleNamespace(cfg=PolicyConfig(patch=(1, 1))), model, rollout, torch.device("cpu"))
     alpha, beta = beta_parameters(torch.sigmoid(model(magnitude, None)), 9.0)
     old_alpha, old_beta = beta_parameters(old, 9.0)
     expected = mars_loss(log_prob=beta_log_prob(masks, alpha[None], beta[None]),

@@ -2,9 +2,9 @@
 
 ``z*`` is the reward anchor of the target side: the fusion (``mlbp`` by default; ``mean``,
 ``audio``, ``text`` for ablations) of the encoder's embeddings of the target class text, a
-reference clip of the target class and, where the class has one, its picture. Optional terms,
-0 by default: ``si_sdr`` (SI-SDR of ``y_hat`` to the target, in units of 10 dB) and ``leakage``
-(minus the cosine to the interferer's class text). Everything here runs in float32 without
+reference clip of the target class and, where the class has one, its picture. Further terms:
+``si_sdr`` (SI-SDR of ``y_hat`` to the training target, in units of 10 dB; weight 3 by default,
+0 in the paper) and ``leakage`` (minus the cosine to the interferer's class text; 0 by default). Everything here runs in float32 without
 gradients. Shapes: waveforms ``(..., samples)``, embeddings ``(..., D)``.
 """
 
@@ -26,7 +26,7 @@ from marssep_core.torch_utils import read_payload
 @dataclass(frozen=True)
 class RewardWeights:
     semantic: float = 1.0
-    si_sdr: float = 0.0
+    si_sdr: float = 3.0  # the paper's reward is semantic only (0); alone it does not rank draws here (docs/rl.md)
     leakage: float = 0.0
 
 

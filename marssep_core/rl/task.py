@@ -45,7 +45,7 @@ class PolicyConfig:
     baseline_decay: float = 0.92
     group_normalize: bool = True
     # (freq bins, frames) sharing one Beta action; (1, 1) is the paper's per-bin policy
-    patch: tuple[int, int] = (1, 1)
+    patch: tuple[int, int] = (128, 64)
 
 
 @dataclass
