@@ -161,14 +161,9 @@ def test_bundle_check_writes_metrics_and_fails_beyond_tolerance(tiny_separator, 
     a = separator_assets
     a.pairs.to_csv(tmp_path / "pairs.csv", index=False)
     cfg = ExportConfig(model=str(tiny_separator), parity=ParityConfig(batch_sizes=(2,), frames=(5, 50), real_pairs=3))
-    metrics = check_bundle(
-        cfg=cfg,
-        bundle_dir=tiny_bundle,
-        pairs_path=tmp_path / "pairs.csv",
-        bank_dir=a.bank,
-        raw_dir=a.raw,
-        metrics_path=tmp_path / "export.json",
-    )
+    inputs = {"bundle_dir": tiny_bundle, "pairs_path": tmp_path / "pairs.csv", "bank_dir": a.bank, "raw_dir": a.raw,
+              "metrics_path": tmp_path / "export.json"}
+    metrics = check_bundle(cfg=cfg, **inputs)
     written = json.loads((tmp_path / "export.json").read_text())
     assert written["passed"] and written == json.loads(json.dumps(metrics))
     assert set(written["parity"]) == {f"{k}_max_abs" for k in ("mask_random", "mask_real", "text", "audio", "vision",
@@ -177,14 +172,7 @@ def test_bundle_check_writes_metrics_and_fails_beyond_tolerance(tiny_separator, 
     strict = ExportConfig(model=str(tiny_separator), parity=ParityConfig(tolerance=0.0, audio_tolerance=0.0,
                                                                          batch_sizes=(2,), frames=(50,), real_pairs=2))
     with pytest.raises(ParityError, match="beyond tolerance"):
-        check_bundle(
-            cfg=strict,
-            bundle_dir=tiny_bundle,
-            pairs_path=tmp_path / "pairs.csv",
-            bank_dir=a.bank,
-            raw_dir=a.raw,
-            metrics_path=tmp_path / "export.json",
-        )
+        check_bundle(cfg=strict, **inputs)
     assert json.loads((tmp_path / "export.json").read_text())["passed"] is False
 
 
