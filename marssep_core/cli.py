@@ -3,6 +3,7 @@
 Subcommands:
   marssep data build-default [--out data/raw] [--params params.yaml] [--jobs 2] [--deb-cache DIR]
   marssep data soundfonts [--out data/soundfonts] [--params params.yaml] [--deb-cache DIR]
+  marssep data cross-source [--out data/cross_source] [--params params.yaml] [--deb-cache DIR]
   marssep data summary [--raw data/raw] [--metrics metrics/data.json]
   marssep encoders fetch-vocab [--dest FILE]
   marssep encoders report [--metrics metrics/align.json]
@@ -44,6 +45,12 @@ def add_data_parser(commands: argparse._SubParsersAction) -> None:
     fonts.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
     fonts.set_defaults(run=run_soundfonts)
 
+    cross = data.add_parser("cross-source", help="extract the cross-source evaluation set (a package held out of training)")
+    cross.add_argument("--out", type=Path, default=Path("data/cross_source"), help="cross-source directory (replaced)")
+    cross.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (corpus.deb_cache_dir)")
+    cross.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
+    cross.set_defaults(run=run_cross_source)
+
     summary = data.add_parser("summary", help="print a markdown table of the corpus in data/raw")
     summary.add_argument("--raw", type=Path, default=Path("data/raw"))
     summary.add_argument("--metrics", type=Path, default=None, help="metrics/data.json, for split counts")
@@ -79,6 +86,16 @@ def run_soundfonts(args: argparse.Namespace) -> int:
     cache = args.deb_cache or Path(load_section(CorpusConfig, "corpus", args.params).deb_cache_dir)
     table = build_soundfonts(args.out, cache)
     print(f"copied {len(table)} soundfonts ({', '.join(table['key'])}) into {args.out}")
+    return 0
+
+
+def run_cross_source(args: argparse.Namespace) -> int:
+    from marssep_core.config import CorpusConfig, load_section
+    from marssep_core.data.cross_source import build_cross_source
+
+    cache = args.deb_cache or Path(load_section(CorpusConfig, "corpus", args.params).deb_cache_dir)
+    table = build_cross_source(args.out, cache)
+    print(f"extracted {len(table)} recordings of {table['class'].nunique()} classes into {args.out}")
     return 0
 
 

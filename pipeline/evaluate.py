@@ -1,5 +1,5 @@
-"""DVC stage ``evaluate`` (params ``audio``, ``evaluate``): systems x query modalities on the fixed
-test pairs -> metrics/eval.json, metrics/eval_pairs.csv, plots, reports/eval.md.
+"""DVC stage ``evaluate`` (params ``audio``, ``evaluate``, ``clean.test_pairs``): systems x query
+modalities on the fixed test pairs (and SI-SDRi on the cross-source set's pairs) -> metrics/eval.json, metrics/eval_pairs.csv, plots, reports/eval.md.
 
     python pipeline/evaluate.py --model supervised=models/separator_sup.pt [--model rl=models/separator_rl.pt]
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from marssep_core.config import AudioConfig, load_section
+from marssep_core.config import AudioConfig, CleanConfig, load_section
 from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError
 from marssep_core.evaluation.stage import EvaluatePaths, run_evaluate_stage
 from marssep_core.logging_setup import setup_logging
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("metrics"), help="folder of eval.json and the tables")
     parser.add_argument("--report", type=Path, default=Path("reports"), help="folder of eval.md, figures/ and eval.html")
     parser.add_argument("--raw", type=Path, default=Path("data/raw"), help="raw corpus (query pictures for eval.html)")
+    parser.add_argument("--cross-source", type=Path, default=Path("data/cross_source"),
+                        help="the cross-source set: every model's SI-SDRi on its pairs")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process")
     args = parser.parse_args(argv)
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run_evaluate_stage(cfg=load_section(EvaluateConfig, "evaluate", args.params),
                                      audio=load_section(AudioConfig, "audio", args.params),
-                                     paths=paths_from(EvaluatePaths, args), models=dict(args.model))
+                                     paths=paths_from(EvaluatePaths, args), models=dict(args.model),
+                                     pairs_cfg=load_section(CleanConfig, "clean", args.params).test_pairs)
     except EvaluationError as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 1

@@ -10,9 +10,11 @@ export DVC_NO_ANALYTICS=1
 marssep data build-default --out data/raw
 # The General MIDI soundfonts that training renders instrument melodies from (data/soundfonts.dvc).
 marssep data soundfonts --out data/soundfonts
-# Record the built corpus and soundfonts in their .dvc files. Both builds are deterministic, so on a
-# clean checkout this reproduces the committed hashes and leaves the .dvc files unchanged.
-dvc commit --force data.dvc data/soundfonts.dvc
+# The cross-source evaluation set: recordings of a package held out of training (data/cross_source.dvc).
+marssep data cross-source --out data/cross_source
+# Record the built corpus, soundfonts and cross-source set in their .dvc files. The builds are
+# deterministic, so on a clean checkout this reproduces the committed hashes and leaves the .dvc files unchanged.
+dvc commit --force data.dvc data/soundfonts.dvc data/cross_source.dvc
 dvc repro
 dvc push
 # A short summary to read at a glance (every metric: dvc metrics show; listen: reports/eval.html).

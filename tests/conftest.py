@@ -72,6 +72,25 @@ def synth_clip(kind: str, seed: int, seconds: float = 1.0) -> np.ndarray:
 TINY_CLASSES = {"sounds": ("tone", "noise", "chirp"), "inst": ("low", "high", "square")}
 
 
+def write_cross_source(directory: Path, clips_per_class: int = 2) -> Path:
+    """A generated cross-source set (``data/cross_source`` layout) of the tiny corpus's classes,
+    from seeds the tiny corpus does not use."""
+    from marssep_core.data.cross_source import COLUMNS, TABLE
+
+    rows = []
+    for corpus, kinds in TINY_CLASSES.items():
+        for kind in kinds:
+            for index in range(clips_per_class):
+                clip_id = f"{kind}-x{index}"
+                rel = Path("audio") / corpus / kind / f"{clip_id}.wav"
+                save_audio(directory / rel, synth_clip(kind, 10_000 + 17 * index + len(rows), 1.5), SR)
+                rows.append({"clip_id": clip_id, "path": rel.as_posix(), "class": kind, "corpus": corpus,
+                             "origin": f"generated:{clip_id}", "source_package": "generated", "package_version": "0",
+                             "original_path": "tests/conftest.py", "licence": "CC0", "md5": md5_file(directory / rel)})
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(directory / TABLE, index=False)
+    return directory
+
+
 def make_tiny_corpus(raw: Path, clips_per_class: int = 10) -> pd.DataFrame:
     """Write a generated corpus (2 corpora x 3 classes) in the ``data/raw`` layout."""
     rows, images, classes = [], [], []
@@ -141,6 +160,7 @@ class SeparatorAssets:
     pairs: pd.DataFrame
     encoder: Path
     queries: Path
+    cross_source: Path
 
 
 def supervised_paths(assets: SeparatorAssets, out: Path, sep: str = "sep.pt", metrics: str = "m.json", history: str = "h.csv"):
@@ -179,7 +199,7 @@ def separator_assets(tmp_path_factory) -> SeparatorAssets:
     save_encoder(root / "encoder.pt", ImageBindModel(tiny()), 0.07, {"stage": "stage3"})
     run_embed_queries(root / "encoder.pt", raw, root / "bank", root / "queries.pt")
     return SeparatorAssets(root=root, raw=raw, bank=root / "bank", pairs=result.pairs, encoder=root / "encoder.pt",
-                           queries=root / "queries.pt")
+                           queries=root / "queries.pt", cross_source=write_cross_source(root / "cross_source"))
 
 
 TINY_SEPARATOR_PARAMS = {
@@ -285,11 +305,12 @@ def tiny_project(tmp_path_factory) -> Path:
     from tests.soundfont_fixture import write_soundfont_folder
 
     write_soundfont_folder(project / "data" / "soundfonts", ["fluidr3", "csound_gm"], [0, 40])
+    write_cross_source(project / "data" / "cross_source")
     run_tool(["git", "init", "-q"], project)
     run_tool(["dvc", "init", "-q"], project)
     shutil.copyfile(ROOT / ".dvcignore", project / ".dvcignore")  # as the repo: bytecode is no dependency
     run_tool(["dvc", "remote", "add", "-d", "store", str(base / "remote")], project)
-    run_tool(["dvc", "add", "-q", "data/raw", "data/soundfonts"], project)
+    run_tool(["dvc", "add", "-q", "data/raw", "data/soundfonts", "data/cross_source"], project)
     run_tool(["dvc", "repro"], project)
     run_tool(["git", "add", "-A"], project)
     run_tool(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from marssep_core.config import AudioConfig, build
+from marssep_core.config import AudioConfig, TestPairsConfig, build
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.encoders.vocabulary import QUERY_KINDS
 from marssep_core.evaluation.clap import CLAP_SAMPLE_RATE, LaionClapJudge
@@ -66,22 +66,24 @@ def test_judge_net_rejects_a_single_class():
         JudgeNet(JudgeNetConfig(n_classes=1))
 
 
-def _stage(separator_assets, judged, tmp_path, cfg: EvaluateConfig, pairs: pd.DataFrame | None = None):
+def _stage(separator_assets, judged, tmp_path, cfg: EvaluateConfig, pairs: pd.DataFrame | None = None,
+           cross_source: bool = False):
     out, _ = judged
     tmp_path.mkdir(parents=True, exist_ok=True)
     pairs_path = tmp_path / "pairs.csv"
     (separator_assets.pairs if pairs is None else pairs).to_csv(pairs_path, index=False)
     paths = EvaluatePaths(pairs=pairs_path, bank=separator_assets.bank, queries=separator_assets.queries, judge=out / "judge.pt",
                           judge_metrics=out / "judge.json", out=tmp_path / "metrics", report=tmp_path / "reports",
-                          raw=separator_assets.raw)
-    return run_evaluate_stage(cfg=cfg, audio=AudioConfig(), paths=paths, models={"supervised": out / "sep.pt"})
+                          raw=separator_assets.raw, cross_source=separator_assets.cross_source if cross_source else None)
+    return run_evaluate_stage(cfg=cfg, audio=AudioConfig(), paths=paths, models={"supervised": out / "sep.pt"},
+                              pairs_cfg=TestPairsConfig(pairs_per_corpus=6, crop_seconds=0.5))
 
 
 @pytest.fixture(scope="module")
 def evaluated(separator_assets, judged, tmp_path_factory):
     """One run of the stage on the tiny corpus: (output folder, metrics)."""
     out = tmp_path_factory.mktemp("evaluated")
-    return out, _stage(separator_assets, judged, out, EvaluateConfig(workers=1, figures_per_corpus=1))
+    return out, _stage(separator_assets, judged, out, EvaluateConfig(workers=1, figures_per_corpus=1), cross_source=True)
 
 
 def test_evaluate_stage_writes_every_key_table_plot_and_report(separator_assets, evaluated):
@@ -104,6 +106,11 @@ def test_evaluate_stage_writes_every_key_table_plot_and_report(separator_assets,
     assert {"quantile", "supervised_text", "oracle_irm_omni"} <= set(curves.columns)
     report = (tmp_path / "reports" / "eval.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "| Text | supervised |" in report
+    # the cross-source set: every model and the oracle per corpus, SI-SDRi only
+    for corpus in [*corpora, "all"]:
+        assert {f"cross_source.{corpus}.{s}.text.si_sdri" for s in ("supervised", "oracle_irm")} <= set(metrics)
+    assert metrics["cross_source.all.oracle_irm.text.si_sdri"] > metrics["cross_source.all.supervised.text.si_sdri"]
+    assert "## Cross-source set" in report and "| Audio | supervised |" in report.split("## Cross-source set")[1]
     figures = sorted((tmp_path / "reports" / "figures").glob("*.png"))
     assert len(figures) == len(corpora) and all(f"figures/{f.name}" in report for f in figures)
     page = (tmp_path / "reports" / "eval.html").read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from marssep_core.audio.signal import ideal_ratio_mask, pair_si_sdri, si_sdr, si
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.separation.losses import binary_target_mask, weighted_bce
-from marssep_core.separation.model import MaskNetConfig, MaskUNet, query_head, warp_matrices
+from marssep_core.separation.model import LOG_FLOOR, MaskNetConfig, MaskUNet, query_head, standardize, warp_matrices
 from marssep_core.separation.separator import Separator, load_separator, save_separator
 
 TINY = MaskNetConfig(n_freq=65, query_dim=8, warp_bins=16, downs=2, channels=4, mask_channels=4)
@@ -29,7 +31,8 @@ def test_warp_matrices_average_and_interpolate():
     assert error[:100].max() < 1e-3 and error.max() < 0.05  # the top triangle is one-sided
 
 
-@pytest.mark.parametrize("cfg", [TINY, MaskNetConfig(n_freq=65, query_dim=8, warp_bins=0, downs=2, channels=4, mask_channels=4, film=False)])
+@pytest.mark.parametrize("cfg", [TINY, MaskNetConfig(n_freq=65, query_dim=8, warp_bins=0, downs=2, channels=4, mask_channels=4, film=False),
+                                 dataclasses.replace(TINY, input_skip=True, active_norm=True)])
 @pytest.mark.parametrize("frames", [9, 16, 1])
 def test_mask_net_shapes_and_range(cfg, frames):
     net = MaskUNet(cfg)
@@ -169,3 +172,14 @@ def test_streaming_overlap_add_equals_one_shot_for_any_block_size_and_batch(leng
             np.testing.assert_allclose(np.concatenate(pieces, axis=1), expected, atol=1e-6)
     if length == 5000:  # 26 windows: full batches of 3 reach the model
         assert max(windows_seen) == 3
+
+
+def test_active_norm_ignores_zero_padding():
+    """With ``active_only`` a sound padded with digital silence is standardised as it is alone;
+    the plain standardisation shifts it by the silence's weight."""
+    sound = torch.log(torch.rand(2, 1, 65, 16) + 0.1)
+    padded = torch.cat([sound, torch.full((2, 1, 65, 16), LOG_FLOOR)], dim=-1)
+    torch.testing.assert_close(standardize(padded, active_only=True)[..., :16], standardize(sound, active_only=True))
+    assert (standardize(padded, active_only=False)[..., :16] - standardize(sound, active_only=False)).abs().max() > 0.5
+    alone = standardize(sound, active_only=True)
+    torch.testing.assert_close(alone.mean(dim=(2, 3)), torch.zeros(2, 1), atol=1e-5, rtol=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from marssep_core.config import AudioConfig, build
+from marssep_core.config import AudioConfig, TestPairsConfig, build
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.encoders.fusion import combine
 from marssep_core.separation.data import (
@@ -86,13 +87,17 @@ def _tiny_cfg(**loop) -> SupervisedConfig:
 
 def test_supervised_stage_writes_model_metrics_and_history(separator_assets, tmp_path):
     a = separator_assets
-    report = run_supervised_stage(cfg=_tiny_cfg(), audio=AudioConfig(),
-                                  paths=supervised_paths(a, tmp_path, metrics="sup.json", history="hist.csv"))
+    paths = dataclasses.replace(supervised_paths(a, tmp_path, metrics="sup.json", history="hist.csv"), cross_source=a.cross_source)
+    report = run_supervised_stage(cfg=_tiny_cfg(), audio=AudioConfig(), paths=paths,
+                                  pairs_cfg=TestPairsConfig(pairs_per_corpus=6, crop_seconds=0.5))
     assert json.loads((tmp_path / "sup.json").read_text()) == report
     assert set(report["test"]) == {"text", "audio", "image", "omni", "oracle_irm"}
     assert set(report["test_by_corpus"]) == {"inst", "sounds"}
     assert set(report["test_by_corpus"]["inst"]) == set(report["test"])
     assert report["test"]["oracle_irm"]["si_sdri"] > 5  # the ceiling on generated tones and noise
+    cross = report["cross_source"]  # pairs of held-out recordings, with audio queries from the corpus
+    assert set(cross["test"]) == set(report["test"]) and set(cross["by_corpus"]) == {"inst", "sounds"}
+    assert cross["test"]["text"]["n"] == 12 and cross["test"]["oracle_irm"]["si_sdri"] > 5
     assert report["best_step"] in (3, 6) and set(report["val"]) == {"si_sdri_text", "si_sdri_audio"}
     history = pd.read_csv(tmp_path / "hist.csv")
     assert history["step"].tolist() == [1, 2, 3, 4, 5, 6] and history["loss"].notna().all()
@@ -106,7 +111,7 @@ def _train_command(a, out: Path, params: Path) -> list[str]:
     return [sys.executable, str(ROOT / "pipeline" / "train_supervised.py"), "--raw", str(a.raw), "--bank", str(a.bank),
             "--queries", str(a.queries), "--pairs", str(out / "pairs.csv"), "--out", str(out / "sep.pt"),
             "--metrics", str(out / "sup.json"), "--history", str(out / "hist.csv"), "--run-dir", str(out / "run"),
-            "--params", str(params), "--threads", "1"]
+            "--cross-source", str(a.cross_source), "--params", str(params), "--threads", "1"]
 
 
 def _write_params(path: Path, **loop) -> Path:

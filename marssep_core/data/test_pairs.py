@@ -39,7 +39,8 @@ class TestPairError(ValueError):
 
 
 # where audio queries come from, in order of preference, for pairs drawn from each split
-QUERY_SPLITS = {"test": ("test", "val", "train"), "val": ("val", "train", "test")}
+# (the cross-source set's clips, ``data/cross_source.py``, take their audio queries from the corpus)
+QUERY_SPLITS = {"test": ("test", "val", "train"), "val": ("val", "train", "test"), "cross_source": ("test", "val", "train")}
 
 
 def make_test_pairs(

@@ -18,8 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from marssep_core.config import AudioConfig
+from marssep_core.config import AudioConfig, TestPairsConfig
 from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.data.cross_source import cross_source_pairs, load_cross_source
 from marssep_core.evaluation.aggregate import distribution, paired_difference, summarize
 from marssep_core.evaluation.clap import LaionClapJudge
 from marssep_core.evaluation.figures import spectrogram_figure
@@ -28,6 +29,7 @@ from marssep_core.evaluation.listening import write_listening_page
 from marssep_core.evaluation.report import render_report
 from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError, EvaluationResult, evaluate_systems
 from marssep_core.io_utils import write_json_atomic, write_table_atomic, write_text_atomic
+from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator, load_separator
 
@@ -95,11 +97,36 @@ class EvaluatePaths:
     out: Path  # folder of eval.json and the tables
     report: Path  # folder of eval.md, figures/ and eval.html
     raw: Path  # the corpus: query pictures for eval.html
+    cross_source: Path | None = None  # the cross-source set (data/cross_source): SI-SDRi of every model on its pairs
 
 
-def run_evaluate_stage(cfg: EvaluateConfig, audio: AudioConfig, paths: EvaluatePaths, models: dict[str, Path]) -> dict[str, Any]:
+def cross_source_scores(separators: dict[str, Separator], directory: Path, bank_index: pd.DataFrame, raw: Path,
+                        queries: QueryBank, audio: AudioConfig, pairs_cfg: TestPairsConfig, batch: int) -> dict[str, float]:
+    """SI-SDRi of each model (and the oracle IRM) on the cross-source set's pairs, as flat
+    ``cross_source.<corpus|all>.<system>.<modality>.si_sdri`` metrics (with ``_sem`` on ``all``)."""
+    cross = load_cross_source(directory, audio.sample_rate)
+    classes = pd.read_csv(raw / "classes.csv", keep_default_na=False)
+    images = pd.read_csv(raw / "images.csv", keep_default_na=False)
+    pairs = cross_source_pairs(cross, bank_index, classes, images, pairs_cfg)
+    out: dict[str, float] = {}
+    for name, separator in separators.items():
+        summary, table = evaluate_pairs(separator, pairs, cross, queries, batch=batch)
+        for kind, values in summary.items():
+            system, modality = ("oracle_irm", "text") if kind == "oracle_irm" else (name, kind)
+            out[f"cross_source.all.{system}.{modality}.si_sdri"] = values["si_sdri"]
+            out[f"cross_source.all.{system}.{modality}.si_sdri_sem"] = values["si_sdri_se"]
+        for corpus, by_kind in corpus_means(table).items():
+            for kind, value in by_kind.items():
+                system, modality = ("oracle_irm", "text") if kind == "oracle_irm" else (name, kind)
+                out[f"cross_source.{corpus}.{system}.{modality}.si_sdri"] = value
+    return out
+
+
+def run_evaluate_stage(cfg: EvaluateConfig, audio: AudioConfig, paths: EvaluatePaths, models: dict[str, Path],
+                       pairs_cfg: TestPairsConfig = TestPairsConfig()) -> dict[str, Any]:
     """Run the evaluation and write every output; raises ``EvaluationError`` (after writing the
-    tables) when more units failed than ``cfg.max_error_rate`` allows."""
+    tables) when more units failed than ``cfg.max_error_rate`` allows. With
+    ``paths.cross_source``, also every model on the cross-source set's ``pairs_cfg`` pairs."""
     started = time.monotonic()
     pairs = pd.read_csv(paths.pairs, keep_default_na=False)
     bank = load_audio_bank(paths.bank)
@@ -120,6 +147,8 @@ def run_evaluate_stage(cfg: EvaluateConfig, audio: AudioConfig, paths: EvaluateP
     metrics |= {f"judge.{corpus}.target_crop_accuracy": round(v, 4) for corpus, v in judge_info["target_crops"].items()}
     metrics |= {f"errors.{k}": v for k, v in errors.items() if k != "budget"}
     metrics |= {f"paired.{name}.{modality}.{k}": v for name, by in paired.items() for modality, d in by.items() for k, v in d.items()}
+    if paths.cross_source is not None:
+        metrics |= cross_source_scores(separators, paths.cross_source, bank.index, paths.raw, queries, audio, pairs_cfg, cfg.batch)
     write_table_atomic(paths.out / "eval_pairs.csv", result.table)
     write_table_atomic(paths.out / "eval_errors.csv", result.errors)
     write_table_atomic(paths.out / "eval_cdf_si_sdri.csv", distribution(result.table, "si_sdri"))
@@ -146,6 +175,7 @@ def run_evaluate_stage(cfg: EvaluateConfig, audio: AudioConfig, paths: EvaluateP
         errors=errors,
         paired=paired,
         figures=figures,
+        cross_source={k: v for k, v in metrics.items() if k.startswith("cross_source.")},
     )
     write_text_atomic(paths.report / "eval.md", report)
     write_listening_page(

@@ -25,7 +25,7 @@ from marssep_core.data.instruments import FreshRenders
 from marssep_core.data.soundfonts import read_soundfonts
 from marssep_core.data.sources import GM_PROGRAMS
 from marssep_core.encoders.vocabulary import OMNI_WEIGHTS, combine
-from marssep_core.separation.queries import QueryBank, mixup_queries
+from marssep_core.separation.queries import QueryBank, mixup_queries, perturb_queries
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,32 @@ class MixingConfig:
     # first-order spectral tilt y[n] = x[n] - a x[n-1], a in [-t, t]
     speed_range: float = 0.15
     tilt_range: float = 0.5
+    # random equaliser (timbre: another soundfont, microphone or room): a gain curve through
+    # ``EQ_POINTS`` log-spaced frequencies, each uniform in [-eq_db, eq_db] dB, applied by FFT
+    eq_db: float = 0.0
+    # noise on the training query: q = normalize(q + query_noise * g), g ~ N(0, I / D), so the
+    # separator does not need the exact embeddings of its few training recordings
+    query_noise: float = 0.0
     # instrument sources rendered on the fly: the probability that an instrument-class source is a
     # fresh melody on a random soundfont of ``render_soundfonts`` (keys of data/soundfonts)
     render_prob: float = 0.0
     render_soundfonts: tuple[str, ...] = ("fluidr3", "csound_gm")
     render_style: str = "lively"  # melody style of the renders: lively | corpus (data/instruments.py)
+
+
+EQ_POINTS = 6
+
+
+def random_equalizer(piece: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``piece (N,)`` through a random smooth gain curve: ``EQ_POINTS`` gains uniform in
+    [-max_db, max_db] dB at log-spaced frequencies from 50 Hz to Nyquist, interpolated in log
+    frequency (flat below 50 Hz)."""
+    anchors = np.geomspace(50.0, sample_rate / 2, EQ_POINTS)
+    gains_db = rng.uniform(-max_db, max_db, EQ_POINTS)
+    spectrum = np.fft.rfft(piece)
+    frequencies = np.maximum(np.fft.rfftfreq(len(piece), 1.0 / sample_rate), anchors[0])
+    gain = 10.0 ** (np.interp(np.log(frequencies), np.log(anchors), gains_db) / 20.0)
+    return np.fft.irfft(spectrum * gain, n=len(piece)).astype(np.float32)
 
 
 @dataclass
@@ -105,6 +126,8 @@ class MixtureSampler:
         if self.cfg.tilt_range:
             coefficient = float(rng.uniform(-self.cfg.tilt_range, self.cfg.tilt_range))
             piece = piece - np.float32(coefficient) * np.concatenate([[np.float32(0.0)], piece[:-1]])
+        if self.cfg.eq_db:
+            piece = random_equalizer(piece, self.bank.sample_rate, self.cfg.eq_db, rng)
         return piece
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> MixBatch:
@@ -130,8 +153,10 @@ class MixtureSampler:
             mixture=torch.from_numpy(np.stack(mixtures)),
             target=torch.from_numpy(np.stack(targets)),
             interferer=torch.from_numpy(np.stack(interferers)),
-            query=mixup_queries(
-                bank=self.queries, target_classes=target_classes, query_clips=query_clips, rng=rng, single_prob=self.cfg.query_single_prob
+            query=perturb_queries(
+                mixup_queries(bank=self.queries, target_classes=target_classes, query_clips=query_clips, rng=rng,
+                              single_prob=self.cfg.query_single_prob),
+                noise=self.cfg.query_noise, rng=rng,
             ),
             target_class=target_classes,
             interferer_class=interferer_classes,

@@ -71,3 +71,10 @@ def evaluate_pairs(
         summary[kind] = {"si_sdri": round(mean, 3), "si_sdri_se": round(stderr, 3),
                          "si_sdr": round(float(np.mean(sdr[rows])) if rows.any() else float("nan"), 3), "n": int(rows.sum())}
     return summary, table
+
+
+def corpus_means(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{corpus: {kind: mean SI-SDRi}}`` of an ``evaluate_pairs`` table."""
+    columns = [c for c in table.columns if c.startswith("si_sdri_")]
+    by_corpus = table.groupby("corpus")[columns].mean().round(3)
+    return {str(corpus): {c[len("si_sdri_"):]: float(v) for c, v in row.items()} for corpus, row in by_corpus.iterrows()}

@@ -13,6 +13,8 @@ Architecture (Sound-of-Pixels / CLIPSep U-Net, sizes from params):
 - conditioning: optional FiLM of every encoder and decoder block by the query (identity at
   initialisation), then CLIPSep/OmniSep's inner-product head: ``K`` feature maps are weighted by
   ``W q`` and offset by ``b(q)``;
+- optionally (``active_norm``) the standardisation ignores digitally silent bins (zero padding);
+- optionally (``input_skip``) the normalised input joins the full-resolution block;
 - the logits are interpolated back to the linear frequency axis.
 """
 
@@ -24,6 +26,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+MAGNITUDE_FLOOR = 1e-5
+LOG_FLOOR = math.log(MAGNITUDE_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,12 @@ class MaskNetConfig:
     channels: int = 16
     mask_channels: int = 32  # K feature maps combined by the query (inner-product head)
     film: bool = True
+    # the normalised input joins the full-resolution block (a skip from the top): every other
+    # feature there is upsampled from half resolution, too coarse for harmonics a semitone apart
+    input_skip: bool = False
+    # standardise the log-magnitude over its non-silent bins only: a short clip zero-padded to a
+    # 4 s crop is mostly digital silence, whose floor would otherwise set the mean and the scale
+    active_norm: bool = False
 
 
 def _warp_positions(n_freq: int, bins: int) -> torch.Tensor:
@@ -63,6 +74,18 @@ def warp_matrices(n_freq: int, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     to_linear[torch.arange(n_freq), lower] = 1.0 - frac
     to_linear[torch.arange(n_freq), upper] += frac
     return to_warped.float(), to_linear.float()
+
+
+def standardize(x: torch.Tensor, active_only: bool) -> torch.Tensor:
+    """Per-example standardisation of log-magnitudes ``(B, 1, F, T)``; ``active_only``: the mean
+    and the (population) deviation come from the bins above the silence floor only."""
+    if not active_only:
+        return (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 1e-5)
+    active = (x > LOG_FLOOR + 0.5).to(x.dtype)
+    count = active.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
+    mean = (x * active).sum(dim=(2, 3), keepdim=True) / count
+    std = (((x - mean) ** 2 * active).sum(dim=(2, 3), keepdim=True) / count).sqrt()
+    return (x - mean) / (std + 1e-5)
 
 
 def query_head(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -135,7 +158,7 @@ class MaskUNet(nn.Module):
         ups = []
         for level in reversed(range(cfg.downs)):
             # upsample to the resolution of down block ``level - 1`` and concatenate its output
-            c_in = widths[level] + (widths[level - 1] if level > 0 else 0)
+            c_in = widths[level] + (widths[level - 1] if level > 0 else int(cfg.input_skip))
             c_out = widths[level - 1] if level > 0 else cfg.mask_channels
             # the full-resolution block is 40% of the FLOPs with a 3x3 kernel: 1x1 there
             ups.append(_Up(c_in, c_out, cfg.query_dim, cfg.film, kernel=3 if level > 0 else 1))
@@ -144,19 +167,20 @@ class MaskUNet(nn.Module):
 
     def forward(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         frames = magnitude.shape[-1]
-        x = torch.log(magnitude.clamp(min=1e-5))
+        x = torch.log(magnitude.clamp(min=MAGNITUDE_FLOOR))
         if self.to_warped is not None:
             x = torch.matmul(self.to_warped, x)  # (B, W, T)
         x = x[:, None]
-        x = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.std(dim=(2, 3), keepdim=True) + 1e-5)
+        x = standardize(x, active_only=self.cfg.active_norm)
         multiple = 2**self.cfg.downs
         bins = x.shape[2]
         x = F.pad(x, (0, (-frames) % multiple, 0, (-bins) % multiple))
         skips = []
+        top = x if self.cfg.input_skip else None
         for down in self.downs:
             x = down(x, query)
             skips.append(x)
-        skips = [*reversed(skips[:-1]), None]  # the last block returns to full resolution
+        skips = [*reversed(skips[:-1]), top]  # the last block returns to full resolution
         for up, skip in zip(self.ups, skips):
             x = up(x, skip, query)
         logits = query_head(x, self.query_weights(query))

@@ -101,3 +101,12 @@ def mixup_queries(
             weights = rng.dirichlet(np.ones(len(parts)))
         rows.append(sum(float(w) * p for w, p in zip(weights, parts)))
     return F.normalize(torch.stack(rows), dim=-1)
+
+
+def perturb_queries(queries: torch.Tensor, noise: float, rng: np.random.Generator) -> torch.Tensor:
+    """``normalize(q + noise * g)`` with ``g ~ N(0, I / D)`` (so ``|g|`` is about 1) for unit
+    queries ``(B, D)``; ``noise == 0`` returns them unchanged (and draws nothing)."""
+    if not noise:
+        return queries
+    gaussian = torch.from_numpy(rng.standard_normal(queries.shape).astype(np.float32)) / queries.shape[1] ** 0.5
+    return F.normalize(queries + noise * gaussian, dim=-1)

@@ -23,10 +23,11 @@ from torch import nn
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig, TestPairsConfig
 from marssep_core.data.audio_bank import AudioBank, load_audio_bank
+from marssep_core.data.cross_source import cross_source_pairs, load_cross_source
 from marssep_core.data.test_pairs import make_test_pairs
 from marssep_core.io_utils import write_json_atomic, write_table_atomic
 from marssep_core.separation.data import MixBatch, MixingConfig, MixtureSampler, training_sampler
-from marssep_core.separation.evaluate import evaluate_pairs
+from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
 from marssep_core.separation.model import MaskNetConfig, MaskUNet
@@ -46,6 +47,8 @@ class UNetParams:
     channels: int = 16
     mask_channels: int = 32
     film: bool = True
+    input_skip: bool = False
+    active_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,14 @@ class SupervisedPaths:
     history: Path
     run_dir: Path  # resume checkpoints
     soundfonts: Path | None = None  # training soundfonts, read when mixing.render_prob > 0
+    cross_source: Path | None = None  # the cross-source set (data/cross_source), scored next to the test pairs
 
 
-def run_supervised_stage(cfg: SupervisedConfig, audio: AudioConfig, paths: SupervisedPaths) -> dict[str, Any] | None:
-    """Train (resuming from ``paths.run_dir`` after a crash), select, score and save. Returns the
-    metrics on rank 0 and ``None`` on the other DDP ranks."""
+def run_supervised_stage(cfg: SupervisedConfig, audio: AudioConfig, paths: SupervisedPaths,
+                         pairs_cfg: TestPairsConfig = TestPairsConfig()) -> dict[str, Any] | None:
+    """Train (resuming from ``paths.run_dir`` after a crash), select, score on the test pairs (and
+    on ``pairs_cfg`` pairs of the cross-source set when ``paths.cross_source`` is given) and save.
+    Returns the metrics on rank 0 and ``None`` on the other DDP ranks."""
     torch.manual_seed(cfg.loop.seed)
     bank = load_audio_bank(paths.bank)
     if bank.sample_rate != audio.sample_rate:
@@ -179,20 +185,25 @@ def run_supervised_stage(cfg: SupervisedConfig, audio: AudioConfig, paths: Super
     separator.cpu().eval()
     test_pairs = pd.read_csv(paths.pairs, keep_default_na=False)
     summary, table = evaluate_pairs(separator, test_pairs, bank, queries, batch=cfg.validation.batch)
-    columns = [c for c in table.columns if c.startswith("si_sdri_")]
-    by_corpus = table.groupby("corpus")[columns].mean().round(3)
     best_row = next(row for row in result.history if row["step"] == result.best_step)
     report = {
         "best_step": result.best_step,
         "steps": cfg.loop.steps,
         "val": {k[4:]: v for k, v in best_row.items() if k.startswith("val_")},
         "test": summary,
-        "test_by_corpus": {corpus: {c[len("si_sdri_"):]: float(v) for c, v in row.items()} for corpus, row in by_corpus.iterrows()},
+        "test_by_corpus": corpus_means(table),
         "text_vs_oracle": round(summary["text"]["si_sdri"] / summary["oracle_irm"]["si_sdri"], 3),
         "parameters": sum(p.numel() for p in separator.parameters()),
         "processes": result.dist.world_size,
         "replicas_identical": len(set(result.replica_digests)) == 1,
     }
+    if paths.cross_source is not None:
+        cross = load_cross_source(paths.cross_source, audio.sample_rate)
+        classes = pd.read_csv(paths.raw / "classes.csv", keep_default_na=False)
+        images = pd.read_csv(paths.raw / "images.csv", keep_default_na=False)
+        cross_pairs = cross_source_pairs(cross, bank.index, classes, images, pairs_cfg)
+        cross_summary, cross_table = evaluate_pairs(separator, cross_pairs, cross, queries, batch=cfg.validation.batch)
+        report["cross_source"] = {"test": cross_summary, "by_corpus": corpus_means(cross_table)}
     save_separator(paths.out, separator, queries.encoder, {"stage": "train_supervised", "step": result.best_step,
                                                            "val_si_sdri_text": result.best_score})
     write_table_atomic(paths.history, pd.DataFrame(result.history))

@@ -1,0 +1,45 @@
+"""How far the audio queries of unseen recordings sit from their class, next to the training ones.
+
+For every clip of the query bank: the cosine between its audio embedding and its class text, and
+whether the nearest class text is its own, averaged per corpus and split. Training queries are
+embeddings of train clips, which the encoder also trained on; test audio queries are not.
+Results go to ``benchmarks/results/query_gap.json``.
+
+    python benchmarks/query_gap.py [--queries data/query_bank.pt] [--bank data/audio_bank]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from marssep_core.separation.queries import QueryBank
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=Path, default=ROOT / "data" / "query_bank.pt")
+    parser.add_argument("--bank", type=Path, default=ROOT / "data" / "audio_bank")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "query_gap.json")
+    args = parser.parse_args()
+    queries = QueryBank.load(args.queries)
+    clips = pd.read_parquet(args.bank / "index.parquet")
+    clips = clips[clips["clip_id"].isin(queries.clip_ids)]
+    audio, text = queries.audio_of(clips["clip_id"].tolist()), queries.text_of(clips["class"].tolist())
+    nearest = (audio @ queries.text.T).argmax(dim=1).tolist()
+    clips = clips.assign(cosine_to_class_text=(audio * text).sum(dim=1).numpy(),
+                         nearest_text_is_class=[queries.classes[i] == label for i, label in zip(nearest, clips["class"])])
+    table = clips.groupby(["corpus", "split"])[["cosine_to_class_text", "nearest_text_is_class"]].mean().round(3)
+    result = {f"{corpus}.{split}": {k: round(float(v), 3) for k, v in row.items()} | {"clips": int(((clips["corpus"] == corpus) & (clips["split"] == split)).sum())}
+              for (corpus, split), row in table.iterrows()}
+    args.out.write_text(json.dumps({"encoder": queries.encoder, "by_corpus_split": result}, indent=2) + "\n")
+    print(table.to_string())
+
+
+if __name__ == "__main__":
+    main()
