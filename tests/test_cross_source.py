@@ -150,7 +150,8 @@ def test_cross_pairs_draw_targets_from_the_set_and_audio_queries_from_the_corpus
     bank = load_audio_bank(a.bank)
     classes = pd.read_csv(a.raw / "classes.csv", keep_default_na=False)
     images = pd.read_csv(a.raw / "images.csv", keep_default_na=False)
-    pairs = cross_source_pairs(cross, bank.index, classes, images, TestPairsConfig(pairs_per_corpus=9, crop_seconds=0.5))
+    pairs = cross_source_pairs(cross=cross, corpus_clips=bank.index, classes=classes, images=images,
+                               cfg=TestPairsConfig(pairs_per_corpus=9, crop_seconds=0.5))
     assert len(pairs) == 18 and set(pairs["target_clip"]) | set(pairs["interferer_clip"]) <= set(cross.index["clip_id"])
     assert (pairs["target_class"] != pairs["interferer_class"]).all()
     corpus_test = bank.index[bank.index["split"] == "test"]

@@ -107,7 +107,7 @@ def cross_source_scores(separators: dict[str, Separator], directory: Path, bank_
     cross = load_cross_source(directory, audio.sample_rate)
     classes = pd.read_csv(raw / "classes.csv", keep_default_na=False)
     images = pd.read_csv(raw / "images.csv", keep_default_na=False)
-    pairs = cross_source_pairs(cross, bank_index, classes, images, pairs_cfg)
+    pairs = cross_source_pairs(cross=cross, corpus_clips=bank_index, classes=classes, images=images, cfg=pairs_cfg)
     out: dict[str, float] = {}
     for name, separator in separators.items():
         summary, table = evaluate_pairs(separator, pairs, cross, queries, batch=batch)
@@ -148,7 +148,8 @@ def run_evaluate_stage(cfg: EvaluateConfig, audio: AudioConfig, paths: EvaluateP
     metrics |= {f"errors.{k}": v for k, v in errors.items() if k != "budget"}
     metrics |= {f"paired.{name}.{modality}.{k}": v for name, by in paired.items() for modality, d in by.items() for k, v in d.items()}
     if paths.cross_source is not None:
-        metrics |= cross_source_scores(separators, paths.cross_source, bank.index, paths.raw, queries, audio, pairs_cfg, cfg.batch)
+        metrics |= cross_source_scores(separators=separators, directory=paths.cross_source, bank_index=bank.index, raw=paths.raw,
+                                       queries=queries, audio=audio, pairs_cfg=pairs_cfg, batch=cfg.batch)
     write_table_atomic(paths.out / "eval_pairs.csv", result.table)
     write_table_atomic(paths.out / "eval_errors.csv", result.errors)
     write_table_atomic(paths.out / "eval_cdf_si_sdri.csv", distribution(result.table, "si_sdri"))

@@ -201,7 +201,7 @@ def run_supervised_stage(cfg: SupervisedConfig, audio: AudioConfig, paths: Super
         cross = load_cross_source(paths.cross_source, audio.sample_rate)
         classes = pd.read_csv(paths.raw / "classes.csv", keep_default_na=False)
         images = pd.read_csv(paths.raw / "images.csv", keep_default_na=False)
-        cross_pairs = cross_source_pairs(cross, bank.index, classes, images, pairs_cfg)
+        cross_pairs = cross_source_pairs(cross=cross, corpus_clips=bank.index, classes=classes, images=images, cfg=pairs_cfg)
         cross_summary, cross_table = evaluate_pairs(separator, cross_pairs, cross, queries, batch=cfg.validation.batch)
         report["cross_source"] = {"test": cross_summary, "by_corpus": corpus_means(cross_table)}
     save_separator(paths.out, separator, queries.encoder, {"stage": "train_supervised", "step": result.best_step,
