@@ -158,9 +158,9 @@ def paper_batches_per_second(bank_dir: Path, queries_path: Path, workers: int, b
     from marssep_core.config import build, load_params
     from marssep_core.data.audio_bank import load_audio_bank
     from marssep_core.separation.data import MixtureSampler
-    from marssep_core.separation.prefetch import BatchPrefetcher
     from marssep_core.separation.queries import QueryBank
     from marssep_core.separation.stages import SupervisedConfig
+    from marssep_core.training.prefetch import BatchPrefetcher
 
     params = load_params(ROOT / "params.yaml")["train_supervised"]
     paper = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())["train_supervised"]

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,16 @@ def md5_file(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def replace_dir(staging: Path, dest: Path) -> None:
+    """Put the finished folder ``staging`` at ``dest`` with two renames (same file system): a reader
+    sees the old tree or the new one, never a mix; the old tree is removed last. A leftover of an
+    interrupted swap (``.<name>.old-<hash>``) is removed first."""
+    staging, dest = Path(staging), Path(dest)
+    old = dest.with_name(f".{dest.name}.old-{hashlib.md5(str(dest).encode()).hexdigest()[:8]}")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)

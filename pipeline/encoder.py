@@ -1,6 +1,9 @@
 """DVC stages ``pretrain_encoder``, ``align_stage1..3`` and ``train_fusion`` (params ``encoder``).
 
     python pipeline/encoder.py pretrain | stage1 | stage2 | stage3 | fusion
+
+A stage killed mid-way resumes from ``--runs``/<stage>/last.pt when started again with the same
+params; under ``torchrun`` the stage trains with DDP (``batch_size`` is global).
 """
 
 import argparse
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models/encoder"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/encoder"))
     parser.add_argument("--align-metrics", type=Path, default=Path("metrics/align.json"), help="fusion: all stages")
+    parser.add_argument("--runs", type=Path, default=Path("runs/encoder"), help="resume checkpoints, one folder per stage")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
@@ -37,8 +41,10 @@ def main() -> None:
         models_dir=args.models,
         metrics_dir=args.metrics,
         align_metrics=args.align_metrics,
+        runs_dir=args.runs,
     )
-    print(json.dumps(report, indent=1))
+    if report is not None:  # None on DDP ranks other than 0
+        print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

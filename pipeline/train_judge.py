@@ -1,6 +1,8 @@
 """DVC stage ``train_judge`` (params ``judge``): the independent semantic judge for evaluation.
 
     python pipeline/train_judge.py
+
+A run killed mid-way resumes from ``--run-dir``/last.pt when started again with the same params.
 """
 
 import argparse
@@ -18,6 +20,7 @@ def main() -> None:
     parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
     parser.add_argument("--out", type=Path, default=Path("models/judge.pt"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/judge.json"))
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/train_judge"), help="resume checkpoints")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     setup_logging()
@@ -27,8 +30,10 @@ def main() -> None:
         bank_dir=args.bank,
         out_model=args.out,
         out_metrics=args.metrics,
+        run_dir=args.run_dir,
     )
-    print(json.dumps(report, indent=1))
+    if report is not None:  # None on DDP ranks other than 0
+        print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

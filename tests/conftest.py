@@ -211,7 +211,7 @@ TINY_SEPARATOR_PARAMS = {
 
 TINY_JUDGE_PARAMS = {
     "model": {"channels": [4, 8], "embed_dim": 16},
-    "train": {"steps": 80, "batch_size": 12, "warmup": 5, "lr": 0.01, "crop_seconds": 0.5, "eval_every": 40},
+    "train": {"crop_seconds": 0.5, "loop": {"steps": 80, "batch_size": 12, "warmup": 5, "lr": 0.01, "eval_every": 40, "device": "cpu"}},
 }
 
 TINY_RL_PARAMS = {
@@ -272,11 +272,13 @@ def tiny_params() -> dict:
     params["clean"]["test_pairs"].update(pairs_per_corpus=12, crop_seconds=0.5)
     params["prepare_audio"]["workers"] = 1
     for stage in ("pretrain", "stage1", "stage2", "stage3"):
-        params["encoder"][stage].update(steps=3, batch_size=8, eval_every=3, warmup=1)
-    params["encoder"]["fusion"].update(steps=3, batch_size=8)
+        params["encoder"][stage]["loop"].update(steps=3, batch_size=8, eval_every=3, warmup=1, device="cpu")
+    params["encoder"]["fusion"]["loop"].update(steps=3, batch_size=8, eval_every=3, device="cpu")
     params["train_supervised"] = json.loads(json.dumps(TINY_SEPARATOR_PARAMS))
-    for block, values in TINY_JUDGE_PARAMS.items():  # merged: an experiment in the smoke test sets judge.train.seed
-        params["judge"][block].update(values)
+    # merged: an experiment in the smoke test sets judge.train.loop.seed
+    params["judge"]["model"].update(TINY_JUDGE_PARAMS["model"])
+    params["judge"]["train"]["crop_seconds"] = TINY_JUDGE_PARAMS["train"]["crop_seconds"]
+    params["judge"]["train"]["loop"].update(TINY_JUDGE_PARAMS["train"]["loop"])
     params["evaluate"].update(workers=1, figures_per_corpus=1)
     params["rl"].update(json.loads(json.dumps(TINY_RL_PARAMS)))
     return params

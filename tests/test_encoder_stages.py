@@ -12,12 +12,14 @@ import torch
 from marssep_core.data.audio_bank import build_audio_bank, load_audio_bank
 from marssep_core.data.stages import run_clean, run_ingest
 from marssep_core.encoders.data import EncoderData
+from marssep_core.encoders.fusion_train import FusionTrainConfig, run_fusion_stage
 from marssep_core.encoders.imagebind import tiny
 from marssep_core.encoders.report import align_table
-from marssep_core.encoders.stages import FusionTrainConfig, run_encoder_stage, run_fusion_stage
+from marssep_core.encoders.stages import run_encoder_stage
 from marssep_core.encoders.store import load_encoder
 from marssep_core.encoders.tokenizer import ClipTokenizer
 from marssep_core.encoders.train import EncoderTrainConfig
+from marssep_core.training.loop import LoopConfig
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def encoder_data(tiny_raw, tmp_path, ingest_cfg, clean_cfg):
 def test_pretrain_align_and_fusion_write_checkpoints_and_metrics(encoder_data, tmp_path):
     torch.set_num_threads(2)
     data, pairs = encoder_data
-    cfg = EncoderTrainConfig(steps=4, batch_size=8, eval_every=2, warmup=1)
+    cfg = EncoderTrainConfig(loop=LoopConfig(steps=4, batch_size=8, eval_every=2, warmup=1, device="cpu"))
     previous = None
     for stage in ("pretrain", "stage1", "stage2", "stage3"):
         report = run_encoder_stage(
@@ -46,6 +48,7 @@ def test_pretrain_align_and_fusion_write_checkpoints_and_metrics(encoder_data, t
             out_model=tmp_path / f"{stage}.pt",
             out_history=tmp_path / f"{stage}.csv",
             out_metrics=tmp_path / f"{stage}.json",
+            run_dir=tmp_path / "runs" / stage,
             start_from=previous,
         )
         previous = tmp_path / f"{stage}.pt"
@@ -67,10 +70,12 @@ def test_pretrain_align_and_fusion_write_checkpoints_and_metrics(encoder_data, t
         not torch.equal(aligned.state_dict()[k], v) for k, v in pretrained.state_dict().items() if k.startswith("modality_heads")
     )
     assert heads_changed
-    fusion = run_fusion_stage(encoder_path=tmp_path / "stage3.pt", data=data, cfg=FusionTrainConfig(steps=5, batch_size=8),
-                              out_model=tmp_path / "mlbp.pt", out_metrics=tmp_path / "fusion.json")
-    assert set(fusion) == {"anchor_acc_mlbp", "anchor_acc_mean", "anchor_acc_audio", "anchor_acc_text"}
-    assert all(0.0 <= v <= 1.0 for v in fusion.values())
+    fusion = run_fusion_stage(encoder_path=tmp_path / "stage3.pt", data=data,
+                              cfg=FusionTrainConfig(loop=LoopConfig(steps=5, batch_size=8, eval_every=5, device="cpu")),
+                              out_model=tmp_path / "mlbp.pt", out_metrics=tmp_path / "fusion.json", run_dir=tmp_path / "runs" / "fusion")
+    assert set(fusion) == {"anchor_acc_mlbp", "anchor_acc_mean", "anchor_acc_audio", "anchor_acc_text", "best_step"}
+    assert fusion["best_step"] == 5 and all(0.0 <= fusion[f"anchor_acc_{k}"] <= 1.0 for k in ("mlbp", "mean", "audio", "text"))
+    assert not list((tmp_path / "runs").glob("*/last.pt"))  # resume files go once the outputs exist
     combined = {s: json.loads((tmp_path / f"{s}.json").read_text()) for s in ("pretrain", "stage1", "stage2", "stage3")}
     (tmp_path / "align.json").write_text(json.dumps({**combined, "fusion": fusion}))
     table = align_table(tmp_path / "align.json")
@@ -101,10 +106,11 @@ def test_pretrain_stage_loads_an_official_layout_checkpoint_instead_of_training(
         stage="pretrain",
         data=data,
         pairs=pairs,
-        cfg=EncoderTrainConfig(steps=1000),
+        cfg=EncoderTrainConfig(loop=LoopConfig(steps=1000)),
         out_model=tmp_path / "p.pt",
         out_history=tmp_path / "p.csv",
         out_metrics=tmp_path / "p.json",
+        run_dir=tmp_path / "run",
         imagebind_checkpoint=str(tmp_path / "official.pth"),
     )
     assert pd.read_csv(tmp_path / "p.csv").empty  # loaded, not trained

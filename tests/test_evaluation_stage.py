@@ -38,7 +38,7 @@ def judged(separator_assets, tmp_path_factory):
     """A tiny trained judge and a tiny (untrained) separator model file."""
     out = tmp_path_factory.mktemp("judged")
     report = run_judge_stage(cfg=build(JudgeConfig, TINY_JUDGE_PARAMS), raw_dir=separator_assets.raw, bank_dir=separator_assets.bank,
-                             out_model=out / "judge.pt", out_metrics=out / "judge.json")
+                             out_model=out / "judge.pt", out_metrics=out / "judge.json", run_dir=out / "run")
     torch.manual_seed(0)
     queries = QueryBank.load(separator_assets.queries)
     separator = build_separator(UNetParams(**TINY_SEPARATOR_PARAMS["model"]), AudioConfig(), queries.dim)

@@ -27,7 +27,7 @@ def dry_run(tmp_path_factory) -> dict:
 
 def test_dry_run_measures_every_section_without_errors(dry_run):
     assert dry_run["dry_run"] and dry_run["environment"]["device"] == "cpu"
-    sections = [dry_run["correctness"], dry_run["encoder_throughput"], dry_run["serving"],
+    sections = [dry_run["correctness"], dry_run["encoder_throughput"], dry_run["serving"], dry_run["stages_on_device"],
                 *dry_run["separator_step"].values(), *dry_run["rl_step"].values(), *dry_run["training_input"].values()]
     errors = [s["error"] for s in sections if "error" in s]
     assert not errors, errors
@@ -37,6 +37,9 @@ def test_dry_run_measures_every_section_without_errors(dry_run):
         # out negative): the dry run proves the code path, the device run gives the figures
         assert math.isfinite(run["step_seconds"]) and run["losses_finite"]
     assert set(dry_run["encoder_throughput"]["items_per_second"]) == {"audio", "text", "vision"}
+    stages = dry_run["stages_on_device"]
+    assert stages["all_ok"], stages  # on the CPU the "device" is the CPU: every difference is 0
+    assert stages["query_bank_max_abs_diff"] == 0.0 and stages["separator_estimate_max_abs_diff"] == 0.0
     rows = dry_run["serving"]["rows"]
     assert {r["backend"] for r in rows} == {"torch", "onnx"}
     assert all(r["finite"] for r in rows)

@@ -15,12 +15,13 @@ from marssep_core.evaluation.judge_train import JudgeConfig
 from marssep_core.evaluation.runner import EvaluateConfig
 from marssep_core.rl.probe import ProbeConfig
 from marssep_core.rl.stage import RLConfig
+from marssep_core.separation.embed_queries import EmbedQueriesConfig
 from marssep_core.separation.stages import SupervisedConfig
 from marssep_core.serving.stage import ExportConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 SECTIONS = {"audio": AudioConfig, "corpus": CorpusConfig, "ingest": IngestConfig, "clean": CleanConfig,
-            "prepare_audio": PrepareAudioConfig, "encoder": EncoderConfig, "train_supervised": SupervisedConfig,
+            "prepare_audio": PrepareAudioConfig, "encoder": EncoderConfig, "embed_queries": EmbedQueriesConfig, "train_supervised": SupervisedConfig,
             "judge": JudgeConfig, "evaluate": EvaluateConfig, "rl": RLConfig, "rl_probe": ProbeConfig,
             "export": ExportConfig}
 # Fields that are not params keys, each because that stage never reads it.
@@ -34,6 +35,7 @@ NOT_PARAMS = {
     **{f"encoder.stage{k}.{name}": "alignment continues the previous stage's temperature; pairs are pretraining's"
        for k in (1, 2, 3) for name in ("temperature", "pairs")},
     "rl.loop.data_workers": "RL rollouts need the policy, so batches are drawn in the loop",
+    "encoder.fusion.loop.data_workers": "fusion batches are rows of in-memory embeddings, drawn in the loop",
 }
 
 
@@ -67,7 +69,7 @@ def test_dataclass_defaults_equal_params_yaml():
     assert all_disagreements(yaml.safe_load(PARAMS.read_text())) == []
 
 
-@pytest.mark.parametrize("planted", ["rl.loop.lr=0.001", "encoder.stage2.seed=0", "clean.min_seconds=0.5", "rl.entropy_coef=0.1"])
+@pytest.mark.parametrize("planted", ["rl.loop.lr=0.001", "encoder.stage2.loop.seed=0", "clean.min_seconds=0.5", "rl.entropy_coef=0.1"])
 def test_a_planted_drift_is_caught(planted):
     params = yaml.safe_load(PARAMS.read_text())
     dotted, value = planted.split("=")
@@ -82,5 +84,5 @@ def test_a_planted_drift_is_caught(planted):
 def test_a_partial_nested_override_keeps_the_sections_own_defaults():
     cfg = build(RLConfig, {"loop": {"steps": 3}}, "rl")
     assert cfg.loop.steps == 3 and cfg.loop.lr == RLConfig().loop.lr == 2e-4
-    stage2 = build(EncoderConfig, {"stage2": {"steps": 3}}, "encoder").stage2
-    assert (stage2.steps, stage2.seed, stage2.batch_size) == (3, 2, 64)
+    stage2 = build(EncoderConfig, {"stage2": {"loop": {"steps": 3}}}, "encoder").stage2
+    assert (stage2.loop.steps, stage2.loop.seed, stage2.loop.batch_size) == (3, 2, 64)

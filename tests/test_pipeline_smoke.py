@@ -49,7 +49,7 @@ def test_dvc_repro_on_tiny_profile(tiny_project, tmp_path):
 
     # the documented experiment workflow (the fixture committed the baseline): a params change,
     # then `dvc metrics diff` lists eval keys
-    run_tool(["dvc", "exp", "run", "-S", "judge.train.seed=8"], project)
+    run_tool(["dvc", "exp", "run", "-S", "judge.train.loop.seed=8"], project)
     diff = json.loads(run_tool(["dvc", "metrics", "diff", "--json"], project))
     assert "all.supervised.text.clap_t" in diff["metrics/eval.json"]
     run_tool(["git", "checkout", "--", "."], project)

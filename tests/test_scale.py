@@ -90,8 +90,8 @@ def test_worker_processes_draw_the_batches_the_loop_draws(separator_assets):
     import torch
 
     from marssep_core.separation.data import MixingConfig, MixtureSampler
-    from marssep_core.separation.prefetch import BatchPrefetcher
     from marssep_core.separation.queries import QueryBank
+    from marssep_core.training.prefetch import BatchPrefetcher
 
     sampler = MixtureSampler(load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries), "train",
                              MixingConfig(crop_seconds=0.5, speed_range=0.1, tilt_range=0.5))

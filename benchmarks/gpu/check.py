@@ -18,6 +18,9 @@ fails records its error and the rest still run, so one out-of-memory does not co
 - ``encoder_throughput``: ``imagebind_huge`` (random weights) forward per modality under bf16.
 - ``serving``: ``Engine.separate_array`` over 10 minutes of audio on the PyTorch backend (device)
   at 1 / 8 / 32 windows per pass, and on onnxruntime's CPU provider beside it.
+- ``stages_on_device`` (``stages.py``): encoder pretraining and alignment, fusion and the judge
+  trained through the loop on the device; the query bank, the judge and separator inference on the
+  device against the CPU.
 - ``correctness``: loss finite and falling over a few steps on a fixed batch, a step along the RL
   gradient lowers the loss on its own rollout as first order predicts, device masks against a float64 CPU reference.
 """
@@ -47,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fixtures  # noqa: E402
+from stages import stages_on_device  # noqa: E402
 
 from benchmarks.bench_encoder import measure as encoder_items_per_second  # noqa: E402
 from marssep_core.config import AudioConfig, build  # noqa: E402
@@ -54,8 +58,8 @@ from marssep_core.encoders.imagebind import ImageBindModel, imagebind_huge, tiny
 from marssep_core.rl.stage import RLConfig  # noqa: E402
 from marssep_core.rl.task import RewardAnchors, RLTask, ValidationSet  # noqa: E402
 from marssep_core.separation.data import MixtureSampler  # noqa: E402
-from marssep_core.separation.loop import train_loop  # noqa: E402
 from marssep_core.separation.stages import SupervisedConfig, SupervisedTask, build_separator  # noqa: E402
+from marssep_core.training.loop import train_loop  # noqa: E402
 
 POLICY_DIM = tiny().out_dim  # the query width of the default (tiny-encoder) separator
 DRY_PROFILE = {"train_supervised": {"model": {"warp_bins": 32, "downs": 3, "channels": 4, "mask_channels": 4},
@@ -302,6 +306,12 @@ def serving_breakdown(mask_net: torch.nn.Module, audio: Any, wave: np.ndarray, q
                                                      + parts["host_to_device"] + parts["device_to_host"]), 1)}
 
 
+def stage_separator(dry_run: bool) -> tuple[Any, Any]:
+    """An untrained separator of the check's profile and its synthetic query bank."""
+    separator, _, _, _, queries = supervised_setup("dry" if dry_run else "default", seed=3)
+    return separator, queries
+
+
 def correctness(sizes: fixtures.Sizes, device: torch.device) -> dict[str, Any]:
     profile = "dry" if sizes.profiles == ("dry",) else "default"
     separator, cfg, audio, bank, queries = supervised_setup(profile, seed=1)
@@ -428,6 +438,7 @@ def main(argv: list[str] | None = None) -> Path:
     for name in sizes.reward_encoders:
         section(results, "rl_step", lambda: rl_step(sizes, device, rl_profile, name), f"{rl_profile}_reward_{name}")
     section(results, "encoder_throughput", lambda: encoder_throughput(sizes, device, args.dry_run))
+    section(results, "stages_on_device", lambda: stages_on_device(device, args.dry_run, *stage_separator(args.dry_run)))
     with tempfile.TemporaryDirectory() as work:
         section(results, "serving", lambda: serving(sizes, device, Path(work)))
     results["total_wall_s"] = round(time.perf_counter() - started, 1)

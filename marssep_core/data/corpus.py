@@ -8,7 +8,6 @@ interrupted build never leaves a half-written ``data/raw``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
@@ -25,7 +24,7 @@ from marssep_core.data import debian, sources
 from marssep_core.data.images import render_emoji
 from marssep_core.data.instruments import SoundfontRenderer
 from marssep_core.data.layout import origin_of, write_layout
-from marssep_core.io_utils import md5_file
+from marssep_core.io_utils import md5_file, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def build_default(raw_dir: Path, cfg: CorpusConfig, jobs: int = 2) -> pd.DataFra
         image_table = pd.DataFrame(images)
         classes = _class_table(metadata, image_table)
         write_layout(staging, metadata, image_table, classes)
-        _swap_into_place(staging, raw_dir)
+        replace_dir(staging, raw_dir)
     log.info("default corpus: %d clips, %d images, %d classes", len(metadata), len(image_table), len(classes))
     return metadata
 
@@ -253,15 +252,3 @@ def _class_table(metadata: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
         if label in set(metadata["class"])
     ]
     return pd.DataFrame(rows)
-
-
-def _swap_into_place(staging: Path, raw_dir: Path) -> None:
-    """Replace ``raw_dir`` by ``staging`` with two renames (the old tree is removed last)."""
-    old = raw_dir.with_name(f".{raw_dir.name}.old-{hashlib.md5(str(raw_dir).encode()).hexdigest()[:8]}")
-    if old.exists():
-        shutil.rmtree(old)
-    if raw_dir.exists():
-        raw_dir.rename(old)
-    staging.rename(raw_dir)
-    if old.exists():
-        shutil.rmtree(old)

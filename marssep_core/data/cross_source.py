@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from marssep_core.data.audio_bank import INDEX_COLUMNS, AudioBank
 from marssep_core.data.layout import origin_of
 from marssep_core.data.qt_resources import read_qt_resources
 from marssep_core.data.test_pairs import make_test_pairs
-from marssep_core.io_utils import md5_file
+from marssep_core.io_utils import md5_file, replace_dir
 
 PACKAGE = "gcompris-qt-data"
 SPLIT = "cross_source"  # the split name its clips carry when pairs are drawn
@@ -111,12 +110,7 @@ def build_cross_source(out_dir: Path, cache_dir: Path) -> pd.DataFrame:
             raise debian.PackageError(f"{package.path}: no file matched the cross-source rules")
         table = pd.DataFrame(sorted(rows.values(), key=lambda r: r["clip_id"]), columns=COLUMNS)
         table.to_csv(staging / TABLE, index=False)
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out_dir.exists():
-            out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(staging, out_dir)
     return table
 
 
@@ -151,3 +145,13 @@ def cross_source_pairs(cross: AudioBank, corpus_clips: pd.DataFrame, classes: pd
     clips = pd.concat([cross.index, corpus_clips[INDEX_COLUMNS]], ignore_index=True)
     clips = clips.assign(duration=clips["length"] / rate)
     return make_test_pairs(clips, classes, images, cfg, split=SPLIT)
+
+
+def open_cross_source(directory: Path, raw_dir: Path, corpus_clips: pd.DataFrame, sample_rate: int,
+                      cfg: TestPairsConfig) -> tuple[AudioBank, pd.DataFrame]:
+    """The set (``load_cross_source``) and its pairs (``cross_source_pairs``), with the class texts
+    and pictures of the corpus at ``raw_dir``: what every stage that scores the set needs."""
+    cross = load_cross_source(directory, sample_rate)
+    classes = pd.read_csv(Path(raw_dir) / "classes.csv", keep_default_na=False)
+    images = pd.read_csv(Path(raw_dir) / "images.csv", keep_default_na=False)
+    return cross, cross_source_pairs(cross=cross, corpus_clips=corpus_clips, classes=classes, images=images, cfg=cfg)

@@ -14,7 +14,6 @@ MuseScore General HQ and lossless builds included) may ever be rendered for trai
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from marssep_core.data import debian
-from marssep_core.io_utils import md5_file
+from marssep_core.io_utils import md5_file, replace_dir
 
 TABLE = "soundfonts.csv"
 COLUMNS = ["key", "file", "family", "package", "version", "original_path", "licence", "md5"]
@@ -119,11 +118,7 @@ def build_soundfonts(out_dir: Path, cache_dir: Path) -> pd.DataFrame:
                          "md5": md5_file(staging / file)})
         table = pd.DataFrame(rows, columns=COLUMNS)
         table.to_csv(staging / TABLE, index=False)
-        old = out_dir.with_name(f".{out_dir.name}.old-{hashlib.md5(str(out_dir).encode()).hexdigest()[:8]}")
-        if out_dir.exists():
-            out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(staging, out_dir)
     return table
 
 

@@ -21,11 +21,17 @@ from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.preprocess import audio_to_model_input
 
 
+def embed_on_device(model: ImageBindModel, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+    """Embeddings ``(B, D)`` on the CPU in float32, computed on the model's device."""
+    device = next(model.parameters()).device
+    return model.embed(modality, inputs.to(device)).float().cpu()
+
+
 @torch.no_grad()
 def embed_audio(model: ImageBindModel, data: EncoderData, clip_ids: list[str], batch: int = 32) -> torch.Tensor:
     """Unit-norm audio embeddings ``(N, D)`` of whole clips (3 clips of 2 s each, averaged)."""
     out = [
-        model.embed("audio", torch.stack([data.full_input(c) for c in clip_ids[i : i + batch]]))
+        embed_on_device(model, "audio", torch.stack([data.full_input(c) for c in clip_ids[i : i + batch]]))
         for i in range(0, len(clip_ids), batch)
     ]
     return F.normalize(torch.cat(out), dim=-1)
@@ -35,13 +41,13 @@ def embed_audio(model: ImageBindModel, data: EncoderData, clip_ids: list[str], b
 def embed_waves(model: ImageBindModel, data: EncoderData, waves: list[np.ndarray], batch: int = 32) -> torch.Tensor:
     """Unit-norm audio embeddings ``(N, D)`` of waveforms at the bank's sample rate."""
     inputs = [audio_to_model_input(torch.from_numpy(w.astype(np.float32)), data.audio_cfg) for w in waves]
-    out = [model.embed("audio", torch.stack(inputs[i : i + batch])) for i in range(0, len(inputs), batch)]
+    out = [embed_on_device(model, "audio", torch.stack(inputs[i : i + batch])) for i in range(0, len(inputs), batch)]
     return F.normalize(torch.cat(out), dim=-1)
 
 
 @torch.no_grad()
 def embed_texts(model: ImageBindModel, data: EncoderData) -> torch.Tensor:
-    return F.normalize(model.embed("text", data.text_tokens), dim=-1)
+    return F.normalize(embed_on_device(model, "text", data.text_tokens), dim=-1)
 
 
 @torch.no_grad()
@@ -49,7 +55,7 @@ def embed_images(model: ImageBindModel, data: EncoderData) -> tuple[torch.Tensor
     """Unit-norm picture embeddings ``(K, D)`` and their class indices ``(K,)``."""
     labels = [label for label, stack in sorted(data.images.items()) for _ in range(stack.shape[0])]
     pictures = torch.cat([stack for _, stack in sorted(data.images.items())])
-    return F.normalize(model.embed("vision", pictures), dim=-1), torch.tensor(labels)
+    return F.normalize(embed_on_device(model, "vision", pictures), dim=-1), torch.tensor(labels)
 
 
 def recall_at(similarity: torch.Tensor, relevant: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:

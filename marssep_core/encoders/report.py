@@ -25,5 +25,5 @@ def align_table(metrics_path: Path) -> str:
     fusion = metrics.get("fusion", {})
     if fusion:
         lines += ["", "| reward anchor (val) | accuracy |", "|---|---|"]
-        lines += [f"| {k.removeprefix('anchor_acc_')} | {v:.4f} |" for k, v in fusion.items()]
+        lines += [f"| {k.removeprefix('anchor_acc_')} | {v:.4f} |" for k, v in fusion.items() if k.startswith("anchor_acc_")]
     return "\n".join(lines) + "\n"

@@ -14,35 +14,31 @@ previous stage's best checkpoint (selected on its validation metric):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from marssep_core.encoders import losses
 from marssep_core.encoders.data import Batch, EncoderData
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.metrics import retrieval_metrics
-from marssep_core.torch_utils import warmup_cosine
+from marssep_core.training.loop import LoopConfig, LoopResult, train_loop
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EncoderTrainConfig:
-    """One training run (pretraining or one alignment stage)."""
+    """One training run (pretraining or one alignment stage): the loop's settings plus the losses'."""
 
-    steps: int = 500
-    batch_size: int = 48
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 50
-    grad_clip: float = 1.0
-    eval_every: int = 100
+    loop: LoopConfig = LoopConfig(steps=500, batch_size=48, lr=1e-3, warmup=50, eval_every=100)
     temperature: float = 0.07
     triplet_margin: float = 0.2
     consistency_weight: float = 1.0
@@ -50,7 +46,6 @@ class EncoderTrainConfig:
     # pretraining pairs; ImageBind binds audio and text to images only, so audio-text
     # correspondence is emergent until alignment stage 1 trains it directly
     pairs: tuple[str, ...] = ("audio_vision", "text_vision")
-    seed: int = 0
 
 
 class Temperature(nn.Module):
@@ -101,17 +96,25 @@ def pretrain_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tens
     return out
 
 
+def draw_stage_batch(stage: str, data: EncoderData, rng: np.random.Generator, batch_size: int) -> tuple[Batch, torch.Tensor | None]:
+    """One step's class-balanced train batch (CPU) and, for stages 2 and 3, a crop of another clip
+    of each row's class ``(B, 1, M, T)``."""
+    batch = data.sample("train", batch_size, rng)
+    other = data.sample_same_class("train", batch.labels, rng) if stage in ("stage2", "stage3") else None
+    return batch, other
+
+
 def stage_losses(
     stage: str,
     model: ImageBindModel,
-    reference: ImageBindModel | None,
-    data: EncoderData,
-    rng: np.random.Generator,
+    batch: Batch,
+    other: torch.Tensor | None,
+    before: torch.Tensor | None,
     temperature: torch.Tensor,
     cfg: EncoderTrainConfig,
 ) -> dict[str, torch.Tensor]:
-    """The named loss terms of one step of ``stage``; their sum is minimised."""
-    batch = data.sample("train", cfg.batch_size, rng)
+    """The named loss terms of one step of ``stage``; their sum is minimised. ``before``: the
+    stage-2 consistency target, the audio embeddings of the model the stage started from."""
     if stage == "pretrain":
         return pretrain_losses(model, batch, temperature, tuple(cfg.pairs))
     audio = model.features("audio", batch.audio)
@@ -122,14 +125,11 @@ def stage_losses(
         return {"audio_text": stage1}
     out["replay_audio_text"] = cfg.replay_weight * stage1
     if stage == "stage2":
-        other = data.sample_same_class("train", batch.labels, rng)
         audio2 = model.features("audio", other)
         out["audio_audio"] = losses.info_nce(audio, audio2, temperature, batch.labels)
         negative = losses.hardest_negatives(audio, audio2, batch.labels)
         out["triplet"] = losses.triplet(audio, audio2, negative, cfg.triplet_margin)
-        if reference is not None:
-            with torch.no_grad():
-                before = reference.features("audio", batch.audio)
+        if before is not None:
             out["consistency"] = cfg.consistency_weight * losses.consistency(audio, before)
         return out
     if stage == "stage3":
@@ -138,7 +138,6 @@ def stage_losses(
         out["audio_vision"] = losses.info_nce(audio[has], vision, temperature, batch.labels[has])
         negative = losses.hardest_negatives(audio[has], vision, batch.labels[has])
         out["triplet"] = losses.triplet(audio[has], vision, negative, cfg.triplet_margin)
-        other = data.sample_same_class("train", batch.labels, rng)
         out["replay_audio_audio"] = cfg.replay_weight * losses.info_nce(
             audio, model.features("audio", other), temperature, batch.labels
         )
@@ -146,49 +145,84 @@ def stage_losses(
     raise ValueError(f"unknown stage {stage!r}")
 
 
+class ContrastiveTrainee(nn.Module):
+    """The encoder with its learnable temperature, trained (and checkpointed) together; ``forward``
+    returns one step's loss terms, so DDP sees the whole step as one forward."""
+
+    def __init__(self, encoder: ImageBindModel, temperature: float, stage: str, cfg: EncoderTrainConfig):
+        super().__init__()
+        self.encoder, self.temperature = encoder, Temperature(temperature)
+        self.stage, self.cfg = stage, cfg
+
+    def forward(self, batch: Batch, other: torch.Tensor | None, before: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return stage_losses(stage=self.stage, model=self.encoder, batch=batch, other=other, before=before,
+                            temperature=self.temperature(), cfg=self.cfg)
+
+
+class EncoderTask:
+    """``Task`` of one encoder stage: class-balanced contrastive batches, validation retrieval.
+
+    Pretraining trains everything; alignment trains the heads (the backbone is frozen and stays
+    in eval mode: no stochastic depth) and the temperature, which is never weight-decayed or
+    clipped. Stage 2's consistency target comes from a frozen copy of the starting model."""
+
+    find_unused_parameters = True  # e.g. the vision head on a batch without pictures
+
+    def __init__(self, stage: str, data: EncoderData, reference: ImageBindModel | None):
+        self.stage, self.data, self.reference = stage, data, reference
+        self.metric = STAGE_METRIC[stage]
+
+    def param_groups(self, trainee: ContrastiveTrainee) -> list[dict[str, Any]]:
+        trained = [p for p in trainee.encoder.parameters() if p.requires_grad]
+        return [{"params": trained}, {"params": list(trainee.temperature.parameters()), "weight_decay": 0.0, "clip": False}]
+
+    def train_mode(self, trainee: ContrastiveTrainee) -> None:
+        trainee.train()
+        if self.stage != "pretrain":
+            trainee.encoder.modality_trunks.eval()
+
+    def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[Batch, torch.Tensor | None]:
+        return draw_stage_batch(self.stage, self.data, rng, batch_size)
+
+    def loss_on(self, trainee: nn.Module, drawn: tuple[Batch, torch.Tensor | None], device: torch.device
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        batch, other = drawn
+        batch = Batch(**{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
+        other = other.to(device) if other is not None else None
+        before = None
+        if self.reference is not None:
+            with torch.no_grad():
+                before = self.reference.to(device).features("audio", batch.audio)
+        terms = trainee(batch, other, before)
+        temperature = trainee.module.temperature if isinstance(trainee, nn.parallel.DistributedDataParallel) else trainee.temperature
+        return sum(terms.values()), {"temperature": temperature().item(), **{f"loss_{k}": v.item() for k, v in terms.items()}}
+
+    def loss(self, trainee: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss_on(trainee, self.draw(rng, batch_size), device)
+
+    def evaluate(self, trainee: ContrastiveTrainee) -> dict[str, float]:
+        metrics = retrieval_metrics(trainee.encoder, self.data, "val")
+        return {**metrics, self.metric: metrics.get(self.metric, 0.0)}
+
+
 def train_encoder(
-    stage: str, model: ImageBindModel, data: EncoderData, cfg: EncoderTrainConfig, temperature: float | None = None
-) -> tuple[ImageBindModel, float, list[dict[str, float]]]:
-    """Run ``stage`` (``pretrain`` or ``stage1..3``); return the best model, its temperature and
-    the per-step history (losses, and validation metrics every ``eval_every`` steps)."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    temp = Temperature(temperature or cfg.temperature)
+    stage: str, model: ImageBindModel, data: EncoderData, cfg: EncoderTrainConfig, run_dir: Path, fingerprint: str,
+    temperature: float | None = None,
+) -> tuple[ImageBindModel, float, LoopResult]:
+    """Run ``stage`` (``pretrain`` or ``stage1..3``) through the training loop (resuming from
+    ``run_dir`` after a crash); return the best model (on CPU), its temperature and the loop's
+    result (history: losses every step, validation metrics every ``eval_every``)."""
+    if stage not in STAGE_METRIC:
+        raise ValueError(f"unknown stage {stage!r}")
     if stage == "pretrain":
         model.requires_grad_(True)
-        params = list(model.parameters())
-        reference = None
     else:
-        params = freeze_backbone(model)
-        reference = copy.deepcopy(model).eval() if stage == "stage2" else None
-    optimizer = torch.optim.AdamW(
-        [{"params": params, "weight_decay": cfg.weight_decay}, {"params": temp.parameters(), "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
-    metric_name = STAGE_METRIC[stage]
-    best = (-1.0, copy.deepcopy(model.state_dict()), temp().item())
-    history: list[dict[str, float]] = []
-    for step in tqdm(range(cfg.steps), desc=f"encoder {stage}", unit="step"):
-        model.train()
-        if stage != "pretrain":  # frozen backbones stay in eval mode (no stochastic depth)
-            model.modality_trunks.eval()
-        terms = stage_losses(stage=stage, model=model, reference=reference, data=data, rng=rng, temperature=temp(), cfg=cfg)
-        loss = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        row = {"step": step + 1, "loss": loss.item(), "grad_norm": grad_norm.item(), "temperature": temp().item()}
-        row.update({f"loss_{k}": v.item() for k, v in terms.items()})
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            metrics = retrieval_metrics(model, data, "val")
-            row.update({f"val_{k}": v for k, v in metrics.items()})
-            score = metrics.get(metric_name, 0.0)
-            if score > best[0]:
-                best = (score, copy.deepcopy(model.state_dict()), temp().item())
-            log.info("%s step %d: loss %.4f, val %s %.4f", stage, step + 1, loss.item(), metric_name, score)
-        history.append(row)
-    model.load_state_dict(best[1])
-    return model, best[2], history
+        freeze_backbone(model)
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if stage == "stage2" else None
+    trainee = ContrastiveTrainee(model, temperature or cfg.temperature, stage, cfg)
+    result = train_loop(model=trainee, task=EncoderTask(stage, data, reference), cfg=cfg.loop, run_dir=run_dir,
+                        fingerprint=fingerprint, selection_metric=STAGE_METRIC[stage], desc=f"encoder {stage}")
+    trainee.load_state_dict(result.best_state)
+    trainee.cpu()
+    return model, float(trainee.temperature().item()), result

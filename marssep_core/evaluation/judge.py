@@ -133,7 +133,9 @@ class TrainedJudge:
         waves = np.atleast_2d(np.asarray(waves, dtype=np.float32))
         if sample_rate != self.net.cfg.sample_rate:
             waves = np.stack([resample(w, sample_rate, self.net.cfg.sample_rate) for w in waves]).astype(np.float32)
-        chunks = [self.net.embed(torch.from_numpy(waves[i : i + self.batch])) for i in range(0, len(waves), self.batch)]
+        device = next(self.net.parameters()).device
+        chunks = [self.net.embed(torch.from_numpy(waves[i : i + self.batch]).to(device)).float().cpu()
+                  for i in range(0, len(waves), self.batch)]
         return torch.cat(chunks) if chunks else torch.zeros(0, self.net.cfg.embed_dim)
 
     @torch.no_grad()
@@ -145,7 +147,7 @@ class TrainedJudge:
 
     @torch.no_grad()
     def class_embeddings(self) -> torch.Tensor:
-        return self.net.class_embeddings()
+        return self.net.class_embeddings().float().cpu()
 
 
 def save_judge(path: Path, judge: TrainedJudge, meta: dict[str, Any]) -> None:

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from torch import nn
 
 from marssep_core.audio.mixing import crop_or_pad
 from marssep_core.data.audio_bank import AudioBank, load_audio_bank
 from marssep_core.evaluation.judge import JudgeNet, JudgeNetConfig, TrainedJudge, save_judge
 from marssep_core.io_utils import write_json_atomic
-from marssep_core.torch_utils import warmup_cosine
+from marssep_core.training.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,13 @@ class JudgeModelParams:
 
 @dataclass(frozen=True)
 class JudgeTrainParams:
-    steps: int = 800
-    batch_size: int = 48
-    lr: float = 0.003
-    weight_decay: float = 0.01
-    warmup: int = 50
+    """The ``train`` block of ``judge``: the training crops, then the loop's settings."""
+
     crop_seconds: float = 3.0
     residual_prob: float = 0.5
     residual_db: tuple[float, float] = (10.0, 25.0)
-    eval_every: int = 100
-    seed: int = 7  # the encoder stages use seeds 0-3
+    # seed 7: the encoder stages use seeds 0-3
+    loop: LoopConfig = LoopConfig(steps=800, batch_size=48, lr=0.003, weight_decay=0.01, warmup=50, eval_every=100, seed=7)
 
 
 @dataclass(frozen=True)
@@ -119,49 +116,64 @@ def clip_accuracy(judge: TrainedJudge, bank: AudioBank, split: str) -> dict[str,
     return {k: round(v, 4) for k, v in result.items()}
 
 
-def train_judge(cfg: JudgeConfig, bank: AudioBank, classes: list[str], texts: list[str]) -> tuple[TrainedJudge, dict[str, Any]]:
-    """Train on ``train``, select on ``val``; returns the best judge and the training facts."""
-    torch.manual_seed(cfg.train.seed)
+class JudgeTask:
+    """``Task`` of the judge: cross-entropy on class-balanced crops; validation clip accuracy."""
+
+    def __init__(self, sampler: CropSampler, bank: AudioBank, classes: list[str], texts: list[str]):
+        self.sampler, self.bank, self.classes, self.texts = sampler, bank, classes, texts
+
+    def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sampler.sample(batch_size, rng)
+
+    def loss_on(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        waves, labels = batch
+        return F.cross_entropy(model(waves.to(device))[1].float(), labels.to(device)), {}
+
+    def loss(self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss_on(model, self.draw(rng, batch_size), device)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        return clip_accuracy(TrainedJudge(model, self.classes, self.texts), self.bank, "val")
+
+
+def train_judge(cfg: JudgeConfig, bank: AudioBank, classes: list[str], texts: list[str], run_dir: Path
+                ) -> tuple[TrainedJudge, dict[str, Any]] | None:
+    """Train on ``train`` (resuming from ``run_dir``), select on ``val`` (macro accuracy); returns
+    the best judge (CPU) and the training facts on rank 0, ``None`` on other DDP ranks."""
+    torch.manual_seed(cfg.train.loop.seed)
     net = JudgeNet(JudgeNetConfig(sample_rate=bank.sample_rate, n_classes=len(classes), n_mels=cfg.model.n_mels,
                                   channels=tuple(cfg.model.channels), embed_dim=cfg.model.embed_dim, dropout=cfg.model.dropout))
-    judge = TrainedJudge(net, classes, texts)
-    sampler = CropSampler(bank, classes, cfg.train)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.train.steps, cfg.train.warmup))
-    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
-    history = []
+    task = JudgeTask(CropSampler(bank, classes, cfg.train), bank, classes, texts)
     started = time.monotonic()
-    for step in tqdm(range(1, cfg.train.steps + 1), desc="judge", mininterval=30):
-        net.train()
-        waves, labels = sampler.sample(cfg.train.batch_size, np.random.default_rng([cfg.train.seed, step]))
-        loss = F.cross_entropy(net(waves)[1], labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
-            net.eval()
-            val = clip_accuracy(judge, bank, "val")
-            history.append({"step": step, "loss": round(loss.item(), 4), **{f"val_{k}": v for k, v in val.items()}})
-            log.info("judge step %d loss %.3f val %s", step, loss.item(), val)
-            if val["macro"] > best[0]:
-                best = (val["macro"], step, {k: v.detach().clone() for k, v in net.state_dict().items()})
-    net.load_state_dict(best[2])
-    net.eval()
-    facts = {"best_step": best[1], "val": clip_accuracy(judge, bank, "val"), "test": clip_accuracy(judge, bank, "test"),
+    result = train_loop(model=net, task=task, cfg=cfg.train.loop, run_dir=run_dir, fingerprint=fingerprint_of(cfg, classes, texts),
+                        selection_metric="macro", desc="judge")
+    if not result.dist.is_main:
+        return None
+    net.load_state_dict(result.best_state)
+    judge = TrainedJudge(net.cpu().eval(), classes, texts)
+    facts = {"best_step": result.best_step, "val": clip_accuracy(judge, bank, "val"), "test": clip_accuracy(judge, bank, "test"),
              "classes": len(classes), "parameters": sum(p.numel() for p in net.parameters()),
-             "train_seconds": round(time.monotonic() - started, 1), "history": history}
+             "processes": result.dist.world_size, "replicas_identical": len(set(result.replica_digests)) == 1,
+             "train_seconds": round(time.monotonic() - started, 1), "history": result.history}
     return judge, facts
 
 
-def run_judge_stage(cfg: JudgeConfig, raw_dir: Path, bank_dir: Path, out_model: Path, out_metrics: Path) -> dict[str, Any]:
+def run_judge_stage(cfg: JudgeConfig, raw_dir: Path, bank_dir: Path, out_model: Path, out_metrics: Path, run_dir: Path
+                    ) -> dict[str, Any] | None:
+    """Train, score and save the judge; a killed run resumes from ``run_dir``. ``None`` on DDP ranks > 0."""
     bank = load_audio_bank(bank_dir)
     classes, texts = _class_vocabulary(raw_dir, bank)
-    judge, facts = train_judge(cfg, bank, classes, texts)
+    trained = train_judge(cfg=cfg, bank=bank, classes=classes, texts=texts, run_dir=run_dir)
+    if trained is None:
+        return None
+    judge, facts = trained
     report = {k: v for k, v in facts.items() if k not in ("history", "train_seconds")}
     report["chance"] = round(1 / len(classes), 4)
-    save_judge(out_model, judge, {"stage": "train_judge", "seed": cfg.train.seed, "best_step": facts["best_step"],
+    save_judge(out_model, judge, {"stage": "train_judge", "seed": cfg.train.loop.seed, "best_step": facts["best_step"],
                                   "test_accuracy": facts["test"]})
     write_json_atomic(out_metrics, report)
+    clear_run(run_dir)
     log.info("judge: %s in %.0f s", report["test"], facts["train_seconds"])
     return report

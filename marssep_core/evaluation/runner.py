@@ -51,7 +51,8 @@ class EvaluateConfig:
     """``evaluate`` params section."""
 
     modalities: tuple[str, ...] = QUERY_KINDS
-    batch: int = 32  # separator batch
+    batch: int = 32  # separator and judge batch
+    device: str = "auto"  # separators and the trained judge: cpu | cuda | auto (CUDA when present)
     workers: int = 2  # BSS Eval processes
     max_error_rate: float = 0.02  # failed units / all units above which the stage fails
     figures_per_corpus: int = 2  # spectrogram figures (pairs at evenly spaced supervised SI-SDRi quantiles)

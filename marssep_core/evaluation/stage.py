@@ -20,7 +20,7 @@ import pandas as pd
 
 from marssep_core.config import AudioConfig, TestPairsConfig
 from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.data.cross_source import cross_source_pairs, load_cross_source
+from marssep_core.data.cross_source import open_cross_source
 from marssep_core.evaluation.aggregate import distribution, paired_difference, summarize
 from marssep_core.evaluation.clap import LaionClapJudge
 from marssep_core.evaluation.figures import spectrogram_figure
@@ -32,6 +32,7 @@ from marssep_core.io_utils import write_json_atomic, write_table_atomic, write_t
 from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator, load_separator
+from marssep_core.torch_utils import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ def open_judge(cfg: EvaluateConfig, judge_path: Path, judge_metrics: Path | None
     """The trained judge, or LAION-CLAP over the same class texts when ``clap_checkpoint`` is set;
     with a description and its clean-clip accuracy for the report."""
     trained, meta = load_judge(judge_path)
+    trained.net.to(resolve_device(cfg.device))
+    trained.batch = cfg.batch
     clip_accuracy = json.loads(judge_metrics.read_text())["test"] if judge_metrics and judge_metrics.is_file() else {}
     if cfg.clap_checkpoint:
         judge = LaionClapJudge(cfg.clap_checkpoint, trained.classes, trained.texts)
@@ -55,15 +58,16 @@ def open_judge(cfg: EvaluateConfig, judge_path: Path, judge_metrics: Path | None
     }
 
 
-def load_models(models: dict[str, Path], queries: QueryBank) -> dict[str, Separator]:
-    """Separator models by name; refuses one trained with another encoder than the query bank's."""
+def load_models(models: dict[str, Path], queries: QueryBank, device: str = "cpu") -> dict[str, Separator]:
+    """Separator models by name, on ``device``; refuses one trained with another encoder than the
+    query bank's."""
     separators = {}
     for name, path in models.items():
         separator, info = load_separator(path)
         expected, actual = info["encoder"].get("md5"), queries.encoder.get("md5")
         if expected and actual and expected != actual:
             raise ValueError(f"{path}: trained with encoder md5 {expected}, but the query bank was embedded with {actual}")
-        separators[name] = separator
+        separators[name] = separator.to(resolve_device(device))
     return separators
 
 
@@ -104,10 +108,8 @@ def cross_source_scores(separators: dict[str, Separator], directory: Path, bank_
                         queries: QueryBank, audio: AudioConfig, pairs_cfg: TestPairsConfig, batch: int) -> dict[str, float]:
     """SI-SDRi of each model (and the oracle IRM) on the cross-source set's pairs, as flat
     ``cross_source.<corpus|all>.<system>.<modality>.si_sdri`` metrics (with ``_sem`` on ``all``)."""
-    cross = load_cross_source(directory, audio.sample_rate)
-    classes = pd.read_csv(raw / "classes.csv", keep_default_na=False)
-    images = pd.read_csv(raw / "images.csv", keep_default_na=False)
-    pairs = cross_source_pairs(cross=cross, corpus_clips=bank_index, classes=classes, images=images, cfg=pairs_cfg)
+    cross, pairs = open_cross_source(directory=directory, raw_dir=raw, corpus_clips=bank_index, sample_rate=audio.sample_rate,
+                                     cfg=pairs_cfg)
     out: dict[str, float] = {}
     for name, separator in separators.items():
         summary, table = evaluate_pairs(separator, pairs, cross, queries, batch=batch)
@@ -132,7 +134,7 @@ def run_evaluate_stage(cfg: EvaluateConfig, audio: AudioConfig, paths: EvaluateP
     bank = load_audio_bank(paths.bank)
     queries = QueryBank.load(paths.queries)
     judge, judge_info = open_judge(cfg, paths.judge, paths.judge_metrics)
-    separators = load_models(models, queries)
+    separators = load_models(models, queries, cfg.device)
     result = evaluate_systems(pairs=pairs, bank=bank, queries=queries, separators=separators, judge=judge, audio=audio, cfg=cfg)
     systems = ["mixture", *separators, "oracle_irm"]
     errors = _error_budget(result=result, pairs=len(pairs), systems=len(systems), modalities=len(cfg.modalities), budget=cfg.max_error_rate)

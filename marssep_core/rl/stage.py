@@ -27,11 +27,11 @@ from marssep_core.rl.reward import RewardConfig, RewardModel, load_mlbp
 from marssep_core.rl.task import PolicyConfig, RewardAnchors, RLTask, ValidationSet
 from marssep_core.separation.data import MixingConfig, training_sampler
 from marssep_core.separation.embed_queries import build_query_bank
-from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator, save_separator
 from marssep_core.separation.stages import ValidationConfig, validation_pairs
 from marssep_core.torch_utils import resolve_device
+from marssep_core.training.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 
 log = logging.getLogger(__name__)
 

@@ -23,16 +23,16 @@ from torch import nn
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig, TestPairsConfig
 from marssep_core.data.audio_bank import AudioBank, load_audio_bank
-from marssep_core.data.cross_source import cross_source_pairs, load_cross_source
+from marssep_core.data.cross_source import open_cross_source
 from marssep_core.data.test_pairs import make_test_pairs
 from marssep_core.io_utils import write_json_atomic, write_table_atomic
 from marssep_core.separation.data import MixBatch, MixingConfig, MixtureSampler, training_sampler
 from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
-from marssep_core.separation.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
 from marssep_core.separation.model import MaskNetConfig, MaskUNet
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator, save_separator
+from marssep_core.training.loop import LoopConfig, clear_run, fingerprint_of, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,8 @@ def run_supervised_stage(cfg: SupervisedConfig, audio: AudioConfig, paths: Super
         "replicas_identical": len(set(result.replica_digests)) == 1,
     }
     if paths.cross_source is not None:
-        cross = load_cross_source(paths.cross_source, audio.sample_rate)
-        classes = pd.read_csv(paths.raw / "classes.csv", keep_default_na=False)
-        images = pd.read_csv(paths.raw / "images.csv", keep_default_na=False)
-        cross_pairs = cross_source_pairs(cross=cross, corpus_clips=bank.index, classes=classes, images=images, cfg=pairs_cfg)
+        cross, cross_pairs = open_cross_source(directory=paths.cross_source, raw_dir=paths.raw, corpus_clips=bank.index,
+                                               sample_rate=audio.sample_rate, cfg=pairs_cfg)
         cross_summary, cross_table = evaluate_pairs(separator, cross_pairs, cross, queries, batch=cfg.validation.batch)
         report["cross_source"] = {"test": cross_summary, "by_corpus": corpus_means(cross_table)}
     save_separator(paths.out, separator, queries.encoder, {"stage": "train_supervised", "step": result.best_step,

@@ -1,4 +1,5 @@
-"""The training loop shared by supervised pretraining and RL fine-tuning.
+"""The one training loop: encoder pretraining and alignment, MLBP fusion, the judge, supervised
+separator pretraining and RL fine-tuning all run through ``train_loop``.
 
 A ``Task`` supplies the loss of one step and the validation metrics; the loop owns everything
 else: device choice, bf16 autocast on GPU, DDP (``torchrun``; gloo on CPU, NCCL on GPU), AdamW with
@@ -9,7 +10,8 @@ metric, a per-step history, and crash safety:
   scheduler, step, best weights, history); a killed run started again resumes from it;
 - a step's data comes from ``np.random.default_rng([seed, step, rank])``, so a resumed run draws
   exactly the batches the uninterrupted run would have drawn (and worker processes, with
-  ``data_workers``, draw those same batches ahead: ``prefetch.py``);
+  ``data_workers``, draw those same batches ahead: ``prefetch.py``); torch's own generator
+  (dropout, stochastic depth) is seeded from the same triple at every step, for the same reason;
 - the checkpoint carries a fingerprint of the configuration; a run with different settings
   starts over instead of resuming someone else's state.
 """
@@ -35,8 +37,8 @@ from torch import nn
 from tqdm import tqdm
 
 from marssep_core.io_utils import write_table_atomic
-from marssep_core.separation.prefetch import BatchPrefetcher
 from marssep_core.torch_utils import resolve_device, save_torch_atomic, warmup_cosine
+from marssep_core.training.prefetch import BatchPrefetcher
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,17 @@ class LoopConfig:
 class Task(Protocol):
     """What a recipe trains. A task that also has ``draw(rng, batch_size) -> batch`` and
     ``loss_on(model, batch, device)`` (with ``loss = loss_on(draw(rng))``) can have its batches drawn
-    in worker processes (``LoopConfig.data_workers``)."""
+    in worker processes (``LoopConfig.data_workers``).
+
+    Optional, where a recipe needs them:
+    - ``param_groups(model) -> list[dict]``: AdamW parameter groups (default: every parameter
+      with ``weight_decay``); a group with ``"clip": False`` is left out of gradient clipping
+      (a learnable temperature, say), and frozen parameters are simply not listed;
+    - ``train_mode(model)``: put the model in training mode (default ``model.train()``; frozen
+      trunks may stay in eval mode);
+    - ``find_unused_parameters = True``: some trainable parameters get no gradient on some steps
+      (a modality absent from a batch), which DDP must be told.
+    """
 
     def loss(
         self, model: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
@@ -116,6 +128,12 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """torch's seed for one step: independent of the step's numpy generator (whose draws it
+    leaves untouched) and a function of the same triple, so a resumed step repeats its dropout."""
+    return int(np.random.SeedSequence([seed, step, rank, 1]).generate_state(1)[0])
+
+
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -147,7 +165,9 @@ def train_loop(
     if cfg.batch_size % ranks.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {ranks.world_size} processes")
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = task.param_groups(model) if hasattr(task, "param_groups") else [{"params": list(model.parameters())}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    clipped = [p for group in optimizer.param_groups if group.get("clip", True) for p in group["params"]]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
     start, history = 0, []
     best = {"score": -math.inf, "step": 0, "state": _cpu_state(model)}
@@ -164,7 +184,8 @@ def train_loop(
     elif saved is not None and ranks.is_main:
         log.warning("%s: %s belongs to other settings; starting over", desc, run_dir / CHECKPOINT)
     trained = (
-        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                            find_unused_parameters=getattr(task, "find_unused_parameters", False))
         if ranks.world_size > 1
         else model
     )
@@ -194,7 +215,11 @@ def train_loop(
     )
     with prefetch as draw_ahead:
         for step in bar:
-            model.train()
+            if hasattr(task, "train_mode"):
+                task.train_mode(model)
+            else:
+                model.train()
+            torch.manual_seed(step_seed(cfg.seed, step, ranks.rank))
             with autocast:
                 if draw_ahead is None:
                     loss, scalars = task.loss(trained, np.random.default_rng([cfg.seed, step, ranks.rank]), per_rank, device)
@@ -202,7 +227,7 @@ def train_loop(
                     loss, scalars = task.loss_on(trained, draw_ahead.batch(step), device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(clipped, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             row = {
@@ -219,7 +244,8 @@ def train_loop(
                     metrics = task.evaluate(model)
                 row.update({f"val_{k}": v for k, v in metrics.items()})
                 score = metrics[selection_metric]
-                if score > best["score"]:
+                # a NaN score (a metric undefined on this validation set) never blocks a real one
+                if score > best["score"] or best["step"] == 0 or math.isnan(best["score"]):
                     best = {"score": float(score), "step": step + 1, "state": _cpu_state(model)}
                 bar.set_postfix({selection_metric: f"{score:.3f}"})
                 log.info("%s step %d: loss %.4f, val %s %.4f", desc, step + 1, row["loss"], selection_metric, score)
