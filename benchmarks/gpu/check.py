@@ -306,12 +306,6 @@ def serving_breakdown(mask_net: torch.nn.Module, audio: Any, wave: np.ndarray, q
                                                      + parts["host_to_device"] + parts["device_to_host"]), 1)}
 
 
-def stage_separator(dry_run: bool) -> tuple[Any, Any]:
-    """An untrained separator of the check's profile and its synthetic query bank."""
-    separator, _, _, _, queries = supervised_setup("dry" if dry_run else "default", seed=3)
-    return separator, queries
-
-
 def correctness(sizes: fixtures.Sizes, device: torch.device) -> dict[str, Any]:
     profile = "dry" if sizes.profiles == ("dry",) else "default"
     separator, cfg, audio, bank, queries = supervised_setup(profile, seed=1)
@@ -438,7 +432,7 @@ def main(argv: list[str] | None = None) -> Path:
     for name in sizes.reward_encoders:
         section(results, "rl_step", lambda: rl_step(sizes, device, rl_profile, name), f"{rl_profile}_reward_{name}")
     section(results, "encoder_throughput", lambda: encoder_throughput(sizes, device, args.dry_run))
-    section(results, "stages_on_device", lambda: stages_on_device(device, args.dry_run, *stage_separator(args.dry_run)))
+    section(results, "stages_on_device", lambda: stages_on_device(device, args.dry_run))
     with tempfile.TemporaryDirectory() as work:
         section(results, "serving", lambda: serving(sizes, device, Path(work)))
     results["total_wall_s"] = round(time.perf_counter() - started, 1)

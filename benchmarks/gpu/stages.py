@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from marssep_core.config import AudioConfig
 from marssep_core.data.audio_bank import AudioBank
 from marssep_core.encoders.data import EncoderData
 from marssep_core.encoders.fusion_train import FusionTrainConfig, run_fusion_stage
@@ -35,8 +36,7 @@ from marssep_core.encoders.train import EncoderTrainConfig, train_encoder
 from marssep_core.evaluation.judge_train import JudgeConfig, JudgeModelParams, JudgeTrainParams, train_judge
 from marssep_core.separation.embed_queries import build_query_bank
 from marssep_core.separation.evaluate import separate_batch
-from marssep_core.separation.queries import QueryBank
-from marssep_core.separation.separator import Separator
+from marssep_core.separation.stages import UNetParams, build_separator
 from marssep_core.training.loop import LoopConfig
 
 TOLERANCE = 5e-3
@@ -81,9 +81,9 @@ def _trained(result: Any, started: float, steps: int) -> dict[str, Any]:
             "seconds_per_step": round((time.perf_counter() - started) / steps, 4), "best_score": result.best_score}
 
 
-def stages_on_device(device: torch.device, dry_run: bool, separator: Separator, queries: QueryBank) -> dict[str, Any]:
-    """Train each stage for a few steps on ``device`` and compare the inference stages with the CPU;
-    ``separator`` (untrained) and its ``queries`` come from the check's own profile setup."""
+def stages_on_device(device: torch.device, dry_run: bool) -> dict[str, Any]:
+    """Train each stage for a few steps on ``device`` and compare the inference stages (an
+    untrained default-profile separator, a tiny one in the dry run) with the CPU."""
     steps, batch = (3, 4) if dry_run else (20, 32)
     bank = _with_test_split(fixtures.synthetic_bank(rate=16000, seconds=2.5, clips_per_class=3 if dry_run else 7))
     out: dict[str, Any] = {}
@@ -129,6 +129,9 @@ def stages_on_device(device: torch.device, dry_run: bool, separator: Separator, 
         device_bank = build_query_bank(model.to(device), data, raw, encoder_path, batch=batch)
         out["query_bank_max_abs_diff"] = max(_max_abs(getattr(device_bank, m), getattr(cpu_bank, m)) for m in ("audio", "text", "image"))
 
+        queries = fixtures.synthetic_queries(bank, tiny().out_dim)
+        unet = UNetParams(warp_bins=32, downs=3, channels=4, mask_channels=4) if dry_run else UNetParams()
+        separator = build_separator(unet, AudioConfig(), queries.dim)
         mixture = np.stack([bank.crop(c, 16000, 0) for c in bank.index["clip_id"][:4]]).astype(np.float32)
         query = queries.text[: len(mixture)]
         cpu_estimate = separate_batch(separator.cpu(), mixture, query, batch=2)

@@ -154,9 +154,13 @@ class ContrastiveTrainee(nn.Module):
         self.encoder, self.temperature = encoder, Temperature(temperature)
         self.stage, self.cfg = stage, cfg
 
-    def forward(self, batch: Batch, other: torch.Tensor | None, before: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        return stage_losses(stage=self.stage, model=self.encoder, batch=batch, other=other, before=before,
-                            temperature=self.temperature(), cfg=self.cfg)
+    def forward(self, batch: Batch, other: torch.Tensor | None, before: torch.Tensor | None
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The step's loss terms and the temperature they used."""
+        temperature = self.temperature()
+        terms = stage_losses(stage=self.stage, model=self.encoder, batch=batch, other=other, before=before,
+                             temperature=temperature, cfg=self.cfg)
+        return terms, temperature
 
 
 class EncoderTask:
@@ -193,9 +197,8 @@ class EncoderTask:
         if self.reference is not None:
             with torch.no_grad():
                 before = self.reference.to(device).features("audio", batch.audio)
-        terms = trainee(batch, other, before)
-        temperature = trainee.module.temperature if isinstance(trainee, nn.parallel.DistributedDataParallel) else trainee.temperature
-        return sum(terms.values()), {"temperature": temperature().item(), **{f"loss_{k}": v.item() for k, v in terms.items()}}
+        terms, temperature = trainee(batch, other, before)
+        return sum(terms.values()), {"temperature": temperature.item(), **{f"loss_{k}": v.item() for k, v in terms.items()}}
 
     def loss(self, trainee: nn.Module, rng: np.random.Generator, batch_size: int, device: torch.device
              ) -> tuple[torch.Tensor, dict[str, float]]:
