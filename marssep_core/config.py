@@ -86,7 +86,7 @@ class LabelFilterConfig:
     folds: int = 5
     top_k: int = 5
     min_class_clips: int = 10
-    inverse_regularization: float = 0.05  # logistic regression C: strong, few clips per class
+    inverse_regularization: float = 0.01  # logistic regression C: strong, few clips per class
     seed: int = 0
 
 
@@ -101,6 +101,10 @@ class TestPairsConfig:
     snr_db_max: float = 5.0
     crop_seconds: float = 4.0
     seed: int = 1234
+    # a crop holds at least this much sound (or as much as the clip has in any crop)
+    min_active_seconds: float = 1.0
+    active_frame_seconds: float = 0.05
+    active_rel_db: float = -50.0  # a frame holds sound within this of the clip's loudest frame
 
 
 @dataclasses.dataclass(frozen=True)

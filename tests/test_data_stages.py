@@ -12,7 +12,9 @@ import soundfile as sf
 
 from marssep_core.audio.io import save_audio
 from marssep_core.audio.resample import resample
+from marssep_core.config import LabelFilterConfig
 from marssep_core.data import suites
+from marssep_core.data.label_filter import label_consistency
 from marssep_core.data.layout import read_metadata, write_layout
 from marssep_core.data.stages import run_clean, run_ingest
 from marssep_core.data.validation import ValidationFailed
@@ -178,3 +180,25 @@ def test_unknown_clip_count_fails_accounting(tiny_raw, tmp_path, ingest_cfg, cle
     _, result = _pipeline(tiny_raw, tmp_path, ingest_cfg, clean_cfg)
     with pytest.raises(ValidationFailed, match="accounting"):
         suites.validate_splits(result.clean, result.quarantine, len(result.clean) + len(result.quarantine) + 1)
+
+
+def test_label_filter_never_takes_a_class_below_min_class_clips():
+    """Class ``c`` has 12 clips, 5 of which sound like ``a``: the filter drops only its 2 most
+    doubtful (12 -> 10 = min_class_clips), and all the doubtful ones when the floor is low."""
+    rng = np.random.default_rng(0)
+    centre = {"a": np.zeros(8), "b": np.full(8, 6.0), "c": np.full(8, -6.0)}
+    rows = []
+    for label in ("a", "b", "c"):
+        for take in range(12):
+            sounds_like = "a" if label == "c" and take < 5 else label
+            rows.append({"clip_id": f"{label}{take}", "class": label, "corpus": "x", "origin": f"{label}{take}",
+                         "features": centre[sounds_like] + rng.normal(0.0, 0.3, 8)})
+    clips = pd.DataFrame(rows)
+    doubtful = label_consistency(clips, LabelFilterConfig(folds=3, top_k=1, min_class_clips=2))
+    in_c = clips["class"] == "c"
+    assert doubtful.loc[in_c, "label_drop"].sum() >= 4
+    floored = label_consistency(clips, LabelFilterConfig(folds=3, top_k=1, min_class_clips=10))
+    assert floored.loc[in_c, "label_drop"].sum() == 2
+    assert floored.loc[~in_c, "label_drop"].sum() <= doubtful.loc[~in_c, "label_drop"].sum()
+    dropped_ranks = floored.loc[in_c & floored["label_drop"], "label_rank"]
+    assert dropped_ranks.min() >= floored.loc[in_c & ~floored["label_drop"], "label_rank"].max()

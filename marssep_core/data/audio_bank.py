@@ -39,6 +39,10 @@ class AudioBank:
         row = self.index.iloc[self._rows[clip_id]]
         return self.waves[int(row["offset"]) : int(row["offset"]) + int(row["length"])].astype(np.float32)
 
+    def clip_audio(self, clip_id: str) -> tuple[np.ndarray, int]:
+        """``(clip(clip_id), sample_rate)``: what the test-pair recipe reads to place crops."""
+        return self.clip(clip_id), self.sample_rate
+
     def crop(self, clip_id: str, length: int, start: int) -> np.ndarray:
         """``length`` samples from ``start`` (zero-padded past the end)."""
         return crop_or_pad(self.clip(clip_id), length, start)

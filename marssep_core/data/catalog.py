@@ -3,7 +3,8 @@
 Every audio file under ``data/raw/audio`` is measured, listed in ``metadata.csv`` or not (unlisted
 files get an empty class and are quarantined by ``clean`` as ``unlabelled``). Measuring never
 raises on a bad file: the failure becomes the row's ``error``. This is the only pass that decodes
-the corpus; ``clean`` works from the catalog.
+the whole corpus; ``clean`` works from the catalog (it decodes only the clips its test pairs draw,
+to place their crops over sound).
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def cross_source_pairs(cross: AudioBank, corpus_clips: pd.DataFrame, classes: pd
     rate = cross.sample_rate
     clips = pd.concat([cross.index, corpus_clips[INDEX_COLUMNS]], ignore_index=True)
     clips = clips.assign(duration=clips["length"] / rate)
-    return make_test_pairs(clips, classes, images, cfg, split=SPLIT)
+    return make_test_pairs(clips, classes, images, cfg, audio=cross.clip_audio, split=SPLIT)
 
 
 def open_cross_source(directory: Path, raw_dir: Path, corpus_clips: pd.DataFrame, sample_rate: int,

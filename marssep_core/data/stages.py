@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from marssep_core.audio.io import load_audio, to_mono
 from marssep_core.config import CleanConfig, IngestConfig
 from marssep_core.data import cleaning, suites
 from marssep_core.data.catalog import build_catalog
 from marssep_core.data.label_filter import label_consistency
 from marssep_core.data.splits import SPLITS, assign_splits
-from marssep_core.data.test_pairs import make_test_pairs
+from marssep_core.data.test_pairs import ClipAudio, make_test_pairs
 from marssep_core.data.validation import ValidationFailed
 from marssep_core.io_utils import write_json_atomic, write_table_atomic
 
@@ -83,7 +85,7 @@ def run_clean(
     clean["flags"] = _flags(clean, cfg)
     # Index with the mask on both sides: assigning a Series to an empty frame would adopt its index.
     quarantine = pd.concat([catalog.loc[~passed], verdict.loc[~passed]], axis=1)[QUARANTINE_COLUMNS]
-    pairs = make_test_pairs(clean, classes, images, cfg.test_pairs, max_seconds=max_seconds)
+    pairs = make_test_pairs(clean, classes, images, cfg.test_pairs, audio=_raw_audio(raw_dir, clean), max_seconds=max_seconds)
 
     report_path = out_dir / "validation.json"
     report = _validate_or_write(
@@ -101,6 +103,17 @@ def run_clean(
     write_json_atomic(report_path, report)
     write_json_atomic(metrics_path, metrics)
     return CleanResult(clean, quarantine, pairs, metrics)
+
+
+def _raw_audio(raw_dir: Path, clean: pd.DataFrame) -> ClipAudio:
+    """Decode a kept clip from ``raw_dir`` (only the clips the test pairs draw are decoded)."""
+    paths = clean.set_index("clip_id")["path"]
+
+    def audio(clip_id: str) -> tuple[np.ndarray, int]:
+        wave, rate = load_audio(raw_dir / paths[clip_id])
+        return to_mono(wave), rate
+
+    return audio
 
 
 def _mark(verdict: pd.DataFrame, duplicate_of: pd.Series, reason: str, template: str) -> None:

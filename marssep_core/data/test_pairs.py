@@ -5,14 +5,26 @@ test split), an SNR drawn uniformly from ``[snr_db_min, snr_db_max]``, crop offs
 queries: the class text, an audio query that is a *different* clip of the target class (from the
 test split when it has one, else val, then train; never the target), and a picture of the class
 when the class has one. Targets cycle through the classes so every class is evaluated evenly.
+
+A crop must hold sound: a uniformly drawn offset is kept when the crop has at least
+``min_active_seconds`` of active frames (RMS within ``active_rel_db`` of the clip's loudest
+frame), else the offset is redrawn among the crops that do (the best one when none does). A
+clip that is mostly digital silence would otherwise give a one-source "mixture" whose SI-SDRi is
+undefined (about +-100 dB) and dominates a mean.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
+from marssep_core.audio.features import frame_rms_db
 from marssep_core.config import TestPairsConfig
+
+# a clip's mono waveform and its sample rate, by clip id
+ClipAudio = Callable[[str], tuple[np.ndarray, int]]
 
 PAIR_COLUMNS = [
     "pair_id",
@@ -44,26 +56,29 @@ QUERY_SPLITS = {"test": ("test", "val", "train"), "val": ("val", "train", "test"
 
 
 def make_test_pairs(
-    clean: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, split: str = "test",
-    max_seconds: float | None = None,
+    clean: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, audio: ClipAudio,
+    split: str = "test", max_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Build ``cfg.pairs_per_corpus`` pairs per corpus from ``clean`` (kept clips with ``split``
     and ``duration``); targets and interferers come from ``split`` (the validation pairs of the
-    separator stages use ``val``). Crops start within the first ``max_seconds`` of a clip: the
-    audio bank keeps only that much (``prepare_audio.max_seconds``), so a crop drawn further in
-    would be silence."""
+    separator stages use ``val``). ``audio`` gives the waveform of a drawn clip, to place its crop
+    over sound. Crops start within the first ``max_seconds`` of a clip: the audio bank keeps only
+    that much (``prepare_audio.max_seconds``), so a crop drawn further in would be silence."""
     if max_seconds is not None:
         clean = clean.assign(duration=clean["duration"].clip(upper=max_seconds))
+    placer = CropPlacer(audio=audio, cfg=cfg)
     tables = []
     for corpus in sorted(clean["corpus"].unique()):
         tables.append(
-            _corpus_pairs(corpus=corpus, clips=clean[clean["corpus"] == corpus], classes=classes, images=images, cfg=cfg, split=split)
+            _corpus_pairs(corpus=corpus, clips=clean[clean["corpus"] == corpus], classes=classes, images=images, cfg=cfg,
+                          split=split, placer=placer)
         )
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PAIR_COLUMNS)
 
 
 def _corpus_pairs(
-    corpus: str, clips: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, split: str
+    corpus: str, clips: pd.DataFrame, classes: pd.DataFrame, images: pd.DataFrame, cfg: TestPairsConfig, split: str,
+    placer: CropPlacer,
 ) -> pd.DataFrame:
     rng = np.random.default_rng([cfg.seed, _stable_int(corpus)])
     test = clips[clips["split"] == split].sort_values("clip_id")
@@ -98,10 +113,10 @@ def _corpus_pairs(
                 "corpus": corpus,
                 "target_clip": target["clip_id"],
                 "target_class": target_class,
-                "target_offset_s": _offset(rng, float(target["duration"]), cfg.crop_seconds),
+                "target_offset_s": placer.offset(rng, target["clip_id"], float(target["duration"])),
                 "interferer_clip": interferer["clip_id"],
                 "interferer_class": interferer_class,
-                "interferer_offset_s": _offset(rng, float(interferer["duration"]), cfg.crop_seconds),
+                "interferer_offset_s": placer.offset(rng, interferer["clip_id"], float(interferer["duration"])),
                 "snr_db": round(float(rng.uniform(cfg.snr_db_min, cfg.snr_db_max)), 3),
                 "crop_seconds": cfg.crop_seconds,
                 "seed": int(rng.integers(0, 2**31 - 1)),
@@ -113,9 +128,40 @@ def _corpus_pairs(
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
-def _offset(rng: np.random.Generator, duration: float, crop: float) -> float:
-    """A crop start in seconds; 0 for clips no longer than the crop (they are zero-padded)."""
-    return round(float(rng.uniform(0.0, duration - crop)), 4) if duration > crop else 0.0
+class CropPlacer:
+    """Crop starts over sound (see the module docstring); activity is measured once per clip."""
+
+    def __init__(self, audio: ClipAudio, cfg: TestPairsConfig):
+        self.audio, self.cfg = audio, cfg
+        self._active: dict[str, np.ndarray] = {}
+
+    def active_frames(self, clip_id: str) -> np.ndarray:
+        """``(frames,)`` bool, one per ``cfg.active_frame_seconds``: frames that hold sound."""
+        if clip_id not in self._active:
+            wave, rate = self.audio(clip_id)
+            level = frame_rms_db(np.asarray(wave, dtype=np.float32), max(1, int(round(self.cfg.active_frame_seconds * rate))))
+            self._active[clip_id] = (level >= level.max() + self.cfg.active_rel_db) & (level > SILENCE_DB)
+        return self._active[clip_id]
+
+    def offset(self, rng: np.random.Generator, clip_id: str, duration: float) -> float:
+        """A crop start in seconds; 0 for clips no longer than the crop (they are zero-padded)."""
+        crop = self.cfg.crop_seconds
+        if duration <= crop:
+            return 0.0
+        start = round(float(rng.uniform(0.0, duration - crop)), 4)
+        hop = self.cfg.active_frame_seconds
+        active = self.active_frames(clip_id)
+        width, starts = int(round(crop / hop)), int((duration - crop) / hop) + 1
+        counts = np.convolve(active.astype(np.int64), np.ones(width, dtype=np.int64))[width - 1:][:starts]
+        counts = np.pad(counts, (0, starts - len(counts)))
+        needed = min(int(np.ceil(self.cfg.min_active_seconds / hop)), int(counts.max()))
+        if counts[min(int(start / hop), starts - 1)] >= needed:
+            return start
+        good = np.flatnonzero(counts >= needed)
+        return round(float(good[rng.integers(len(good))] * hop), 4)
+
+
+SILENCE_DB = -100.0  # frames below this are digital silence, whatever the clip's loudest frame
 
 
 def _stable_int(text: str) -> int:

@@ -73,12 +73,12 @@ class SupervisedConfig:
 
 
 def validation_pairs(bank: AudioBank, raw_dir: Path, cfg: ValidationConfig) -> pd.DataFrame:
-    """Fixed pairs from the val split (same recipe as the test pairs)."""
+    """Fixed pairs from the val split (the test pairs' recipe, its crop-over-sound defaults)."""
     clips = bank.index.assign(duration=bank.index["length"] / bank.sample_rate)
     classes = pd.read_csv(raw_dir / "classes.csv", keep_default_na=False)
     images = pd.read_csv(raw_dir / "images.csv", keep_default_na=False)
     pairs_cfg = TestPairsConfig(pairs_per_corpus=cfg.pairs_per_corpus, crop_seconds=cfg.crop_seconds, seed=cfg.seed)
-    return make_test_pairs(clips, classes, images, pairs_cfg, split="val")
+    return make_test_pairs(clips, classes, images, pairs_cfg, audio=bank.clip_audio, split="val")
 
 
 class SupervisedTask:
