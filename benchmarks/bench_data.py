@@ -69,13 +69,14 @@ def main() -> None:
          "--out", str(clean), "--metrics", str(work / "data.json")]
     )
     metrics = json.loads((work / "data.json").read_text())
+    deb_gb = sum(deb.stat().st_size for deb in (work / "debs").glob("*.deb")) / 1e9
     clips = metrics["catalog_clips"]
     results = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "corpus_build": {
             **build,
             "clips": clips,
-            "includes": "download (1.1 GB of .deb) + extract + render" if args.cold else "extract + render (cached .deb)",
+            "includes": f"download ({deb_gb:.2f} GB of .deb) + extract + render" if args.cold else "extract + render (cached .deb)",
         },
         "ingest": {**ingest, "clips_per_second": round(clips / ingest["seconds"], 1)},
         "clean": {**cleaned, "clips_per_second": round(clips / cleaned["seconds"], 1)},
