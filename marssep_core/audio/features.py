@@ -20,6 +20,13 @@ def frame_rms_db(wave: np.ndarray, frame: int) -> np.ndarray:
     return 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
 
 
+def sounding_frames(wave: np.ndarray, frame: int, rel_db: float) -> np.ndarray:
+    """``(samples,)`` -> ``(frames,)`` bool: frames (of ``frame`` samples) whose RMS level is within
+    ``rel_db`` (negative) of the loudest frame's; the others are silence or near it."""
+    level = frame_rms_db(wave, frame)
+    return level >= level.max() + rel_db
+
+
 def power_spectrogram(wave: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """Hann-windowed power spectrogram ``(n_fft // 2 + 1, frames)`` of ``(samples,)``."""
     if wave.shape[0] < n_fft:

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from marssep_core.audio.features import (
     effective_bandwidth,
-    frame_rms_db,
     log_mel_stats,
+    sounding_frames,
     spectral_fingerprint,
 )
 from marssep_core.audio.io import AudioDecodeError, load_audio, to_mono
@@ -81,8 +81,8 @@ def measure_clip(raw_dir: Path, rel_path: str, cfg: IngestConfig) -> ClipFacts:
     facts.bandwidth_hz = effective_bandwidth(mono, rate) if mono.size >= 64 else 0.0
     analysis = resample(mono, rate, cfg.analysis_sample_rate)
     facts.rms_db = float(10.0 * np.log10(np.mean(analysis.astype(np.float64) ** 2) + 1e-12))
-    frame_db = frame_rms_db(analysis, max(1, int(cfg.frame_seconds * cfg.analysis_sample_rate)))
-    facts.silent_ratio = float(np.mean(frame_db < frame_db.max() + cfg.silence_rel_db))
+    sounding = sounding_frames(analysis, max(1, int(cfg.frame_seconds * cfg.analysis_sample_rate)), cfg.silence_rel_db)
+    facts.silent_ratio = float(np.mean(~sounding))
     facts.features = log_mel_stats(analysis, cfg.analysis_sample_rate).tolist()
     fp_wave = resample(mono, rate, cfg.fingerprint_sample_rate)
     bits = spectral_fingerprint(fp_wave, cfg.fingerprint_sample_rate, cfg.fingerprint_frames)

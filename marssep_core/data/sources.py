@@ -76,6 +76,12 @@ EMOJI_FONT = ("fonts-noto-color-emoji", "usr/share/fonts/truetype/noto/NotoColor
 
 _N = r"[_\-]?\d*"  # optional take number: dog1, bird2_03, sheep_00
 
+
+def _rules(package: str, prefix: str, labels: dict[str, str]) -> tuple[SoundRule, ...]:
+    """One package's rules: ``labels`` maps a path pattern under ``prefix`` to its class."""
+    return tuple(SoundRule(package, prefix + pattern, label) for pattern, label in labels.items())
+
+
 SOUND_RULES: tuple[SoundRule, ...] = (
     # --- animals
     SoundRule("scratch", SCRATCH + rf"Animal/Dog{_N}\.wav", "dog"),
@@ -143,50 +149,42 @@ SOUND_RULES: tuple[SoundRule, ...] = (
     SoundRule("tuxpaint-stamps-default", TUX + r"hobbies/music/percussion/(drumkit|drum_tomtom_floor)\.ogg", "drums"),
     SoundRule("sonic-pi-samples", SPI + r"(drum_(?!cowbell)\w+|loop_(amen|breakbeat))\.flac", "drums"),
     # --- more real recordings: qABCs' noises, game sound effects and ambiences
-    SoundRule("qabcs-data", QA + r"dog\.ogg", "dog"),
-    SoundRule("qabcs-data", QA + r"cat\.ogg", "cat"),
-    SoundRule("qabcs-data", QA + r"rooster\.ogg", "rooster"),
-    SoundRule("qabcs-data", QA + r"(cow|calf)\.ogg", "cow"),
-    SoundRule("qabcs-data", QA + r"sheep\.ogg", "sheep"),
-    SoundRule("qabcs-data", QA + r"pig\.ogg", "pig"),
-    SoundRule("qabcs-data", QA + r"(horse|foal)\.ogg", "horse"),
-    SoundRule("qabcs-data", QA + r"duck\.ogg", "duck"),
-    SoundRule("qabcs-data", QA + r"(bird|sparrow)\.ogg", "bird"),
-    SoundRule("qabcs-data", QA + r"wolf\.ogg", "wolf"),
-    SoundRule("qabcs-data", QA + r"(eagle-)?owl\.ogg", "owl"),
-    SoundRule("qabcs-data", QA + r"drums\.ogg", "drums"),
-    SoundRule("scorched3d-data", S3D + r"apoc/data/wav/misc/dog\d?\.wav", "dog"),
-    SoundRule("scorched3d-data", S3D + r"apoc/data/wav/misc/rooster\.wav", "rooster"),
-    SoundRule("scorched3d-data", S3D + r"apoc/data/wav/misc/(cows|moo)\.wav", "cow"),
-    SoundRule("scorched3d-data", S3D + r"apoc/data/wav/misc/sheep\.wav", "sheep"),
-    SoundRule("scorched3d-data", S3D + r"apoc/data/wav/explosions/bees\.wav", "bee"),
-    SoundRule("scorched3d-data", S3D + r"none/data/wav/misc/(birdchirp|birds)\d\.wav", "bird"),
-    SoundRule("scorched3d-data", S3D + r"none/data/wav/misc/wolf\.wav", "wolf"),
-    SoundRule("scorched3d-data", S3D + r"none/data/wav/misc/rain\.wav", "rain"),
+    *_rules("qabcs-data", QA, {
+        r"dog\.ogg": "dog", r"cat\.ogg": "cat", r"rooster\.ogg": "rooster", r"(cow|calf)\.ogg": "cow",
+        r"sheep\.ogg": "sheep", r"pig\.ogg": "pig", r"(horse|foal)\.ogg": "horse", r"duck\.ogg": "duck",
+        r"(bird|sparrow)\.ogg": "bird", r"wolf\.ogg": "wolf", r"(eagle-)?owl\.ogg": "owl", r"drums\.ogg": "drums",
+    }),
+    *_rules("scorched3d-data", S3D, {
+        r"apoc/data/wav/misc/dog\d?\.wav": "dog", r"apoc/data/wav/misc/rooster\.wav": "rooster",
+        r"apoc/data/wav/misc/(cows|moo)\.wav": "cow", r"apoc/data/wav/misc/sheep\.wav": "sheep",
+        r"apoc/data/wav/explosions/bees\.wav": "bee", r"none/data/wav/misc/(birdchirp|birds)\d\.wav": "bird",
+        r"none/data/wav/misc/wolf\.wav": "wolf", r"none/data/wav/misc/rain\.wav": "rain",
+    }),
     SoundRule("lugaru-data", r"usr/share/games/lugaru/Sounds/BarkGrowl\.ogg", "dog"),
-    SoundRule("brainparty-data", r"usr/share/games/brainparty/meow\.wav", "cat"),
-    SoundRule("brainparty-data", r"usr/share/games/brainparty/baa\d?\.wav", "sheep"),
-    SoundRule("supertux-data", r"usr/share/games/supertux2/sounds/rain\.wav", "rain"),
-    SoundRule("supertux-data", r"usr/share/games/supertux2/sounds/waterfall\.wav", "water"),
-    SoundRule("supertux-data", r"usr/share/games/supertux2/sounds/phone\.wav", "telephone"),
-    SoundRule("flare-game", r"usr/share/games/flare/mods/\w+/soundfx/environment/rain\.ogg", "rain"),
-    SoundRule("flare-game", r"usr/share/games/flare/mods/\w+/soundfx/environment/bird_twitter_loop\.ogg", "bird"),
-    SoundRule("flare-game", r"usr/share/games/flare/mods/\w+/soundfx/environment/forest_owl_loop\.ogg", "owl"),
-    SoundRule("redeclipse-data", RE + r"morph/(storm)?rain\.ogg", "rain"),
-    SoundRule("redeclipse-data", RE + r"nightcrickets\.ogg", "crickets"),
-    SoundRule("redeclipse-data", RE + r"water(fall\w*)?\.ogg", "water"),
+    *_rules("brainparty-data", "usr/share/games/brainparty/", {r"meow\.wav": "cat", r"baa\d?\.wav": "sheep"}),
+    *_rules("supertux-data", "usr/share/games/supertux2/sounds/", {
+        r"rain\.wav": "rain", r"waterfall\.wav": "water", r"phone\.wav": "telephone",
+    }),
+    *_rules("flare-game", r"usr/share/games/flare/mods/\w+/soundfx/environment/", {
+        r"rain\.ogg": "rain", r"bird_twitter_loop\.ogg": "bird", r"forest_owl_loop\.ogg": "owl",
+    }),
+    *_rules("redeclipse-data", RE, {
+        r"morph/(storm)?rain\.ogg": "rain", r"nightcrickets\.ogg": "crickets", r"water(fall\w*)?\.ogg": "water",
+    }),
     SoundRule("minetest-data", r"usr/share/games/minetest/games/minetest_game/mods/env_sounds/sounds/env_sounds_water\.\d\.ogg", "water"),
-    SoundRule("minetest-mod-unified-inventory", r"usr/share/games/minetest/mods/unified_inventory/sounds/birds\.ogg", "bird"),
-    SoundRule("minetest-mod-unified-inventory", r"usr/share/games/minetest/mods/unified_inventory/sounds/owl\.ogg", "owl"),
+    *_rules("minetest-mod-unified-inventory", "usr/share/games/minetest/mods/unified_inventory/sounds/",
+            {r"birds\.ogg": "bird", r"owl\.ogg": "owl"}),
     SoundRule("lincity-ng-data", r"usr/share/games/lincity-ng/sounds/Water\d\.wav", "water"),
-    SoundRule("simutrans-pak64", r"usr/share/games/simutrans/pak/sound/Water\.wav", "water"),
-    SoundRule("simutrans-pak64", r"usr/share/games/simutrans/pak/sound/horse\.wav", "horse"),
-    SoundRule("simutrans-pak64", r"usr/share/games/simutrans/pak/sound/buzzsaw\.wav", "sawing"),
+    *_rules("simutrans-pak64", "usr/share/games/simutrans/pak/sound/", {
+        r"Water\.wav": "water", r"horse\.wav": "horse", r"buzzsaw\.wav": "sawing",
+    }),
     SoundRule("7kaa-data", r"usr/share/games/7kaa/SOUND/RAIN\.WAV", "rain"),
     SoundRule("ardentryst", r"usr/share/games/ardentryst/Sounds/(Rain_Loop|mdrain)\.ogg", "rain"),
-    SoundRule("triplea", TA + r"placed_infrastructure/placed_infrastructure_01_sawing_wood\.mp3", "sawing"),
-    SoundRule("triplea", TA + r"(chat_join_game/chat_join_game_01_door_bell|others/required_action_02_bell)\.mp3", "bell"),
-    SoundRule("triplea", TA + r"territory_capture_(land/territory_capture_land_02_drums|capital/\w+_drumming)\.mp3", "drums"),
+    *_rules("triplea", TA, {
+        r"placed_infrastructure/placed_infrastructure_01_sawing_wood\.mp3": "sawing",
+        r"(chat_join_game/chat_join_game_01_door_bell|others/required_action_02_bell)\.mp3": "bell",
+        r"territory_capture_(land/territory_capture_land_02_drums|capital/\w+_drumming)\.mp3": "drums",
+    }),
 )
 
 SOUND_PACKAGES: tuple[str, ...] = tuple(sorted({rule.package for rule in SOUND_RULES}))

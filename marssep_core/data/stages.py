@@ -85,7 +85,8 @@ def run_clean(
     clean["flags"] = _flags(clean, cfg)
     # Index with the mask on both sides: assigning a Series to an empty frame would adopt its index.
     quarantine = pd.concat([catalog.loc[~passed], verdict.loc[~passed]], axis=1)[QUARANTINE_COLUMNS]
-    pairs = make_test_pairs(clean, classes, images, cfg.test_pairs, audio=_raw_audio(raw_dir, clean), max_seconds=max_seconds)
+    pairs = make_test_pairs(clean, classes, images, cfg.test_pairs, audio=_raw_audio(raw_dir, clean, max_seconds),
+                            max_seconds=max_seconds)
 
     report_path = out_dir / "validation.json"
     report = _validate_or_write(
@@ -105,12 +106,13 @@ def run_clean(
     return CleanResult(clean, quarantine, pairs, metrics)
 
 
-def _raw_audio(raw_dir: Path, clean: pd.DataFrame) -> ClipAudio:
-    """Decode a kept clip from ``raw_dir`` (only the clips the test pairs draw are decoded)."""
+def _raw_audio(raw_dir: Path, clean: pd.DataFrame, max_seconds: float | None) -> ClipAudio:
+    """Decode a kept clip from ``raw_dir`` as far as the audio bank keeps it (only the clips the
+    test pairs draw are decoded)."""
     paths = clean.set_index("clip_id")["path"]
 
     def audio(clip_id: str) -> tuple[np.ndarray, int]:
-        wave, rate = load_audio(raw_dir / paths[clip_id])
+        wave, rate = load_audio(raw_dir / paths[clip_id], max_seconds=max_seconds)
         return to_mono(wave), rate
 
     return audio

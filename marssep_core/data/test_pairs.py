@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from marssep_core.audio.features import frame_rms_db
+from marssep_core.audio.features import sounding_frames
 from marssep_core.config import TestPairsConfig
 
 # a clip's mono waveform and its sample rate, by clip id
@@ -139,8 +139,8 @@ class CropPlacer:
         """``(frames,)`` bool, one per ``cfg.active_frame_seconds``: frames that hold sound."""
         if clip_id not in self._active:
             wave, rate = self.audio(clip_id)
-            level = frame_rms_db(np.asarray(wave, dtype=np.float32), max(1, int(round(self.cfg.active_frame_seconds * rate))))
-            self._active[clip_id] = (level >= level.max() + self.cfg.active_rel_db) & (level > SILENCE_DB)
+            frame = max(1, int(round(self.cfg.active_frame_seconds * rate)))
+            self._active[clip_id] = sounding_frames(np.asarray(wave, dtype=np.float32), frame, self.cfg.active_rel_db)
         return self._active[clip_id]
 
     def offset(self, rng: np.random.Generator, clip_id: str, duration: float) -> float:
@@ -159,9 +159,6 @@ class CropPlacer:
             return start
         good = np.flatnonzero(counts >= needed)
         return round(float(good[rng.integers(len(good))] * hop), 4)
-
-
-SILENCE_DB = -100.0  # frames below this are digital silence, whatever the clip's loudest frame
 
 
 def _stable_int(text: str) -> int:
