@@ -5,7 +5,10 @@ silence (e.g. one howl then seconds of digital silence) can give a crop with no 
 "mixture" is then a single source: SI-SDRi is undefined (the mixture's SI-SDR is ~+100 dB when the
 interferer is silent, so any processing scores about -100 dB; a silent target gives nonsense the
 other way), and a handful of such pairs dominate a corpus mean. This lists them (crop peak under
-``--floor``) and recomputes ``metrics/eval_pairs.csv``'s SI-SDRi means over the other pairs.
+``--floor``) and recomputes ``metrics/eval_pairs.csv``'s SI-SDRi means over the other pairs. The
+``clean`` stage now places every crop over sound (``clean.test_pairs.min_active_seconds``); the
+result also counts the silent pairs the uniform draw alone would give on the same clips
+(``uniform_recipe_silent_pairs``: the same recipe with ``min_active_seconds=0``).
 
     python benchmarks/silent_crops.py   # -> benchmarks/results/silent_crops.json
 """
@@ -13,6 +16,7 @@ other way), and a handful of such pairs dominate a corpus mean. This lists them 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from marssep_core.audio.signal import mean_and_stderr
+from marssep_core.config import CleanConfig, PrepareAudioConfig, load_section
 from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.data.test_pairs import make_test_pairs
 
 
 def silent_pairs(pairs: pd.DataFrame, bank_dir: Path, floor: float) -> pd.DataFrame:
@@ -39,6 +45,17 @@ def silent_pairs(pairs: pd.DataFrame, bank_dir: Path, floor: float) -> pd.DataFr
     table = pd.DataFrame(rows)
     table["silent"] = (table["target_peak"] < floor) | (table["interferer_peak"] < floor)
     return table
+
+
+def uniform_recipe_pairs(clean_dir: Path, raw_dir: Path, bank_dir: Path, params: Path) -> pd.DataFrame:
+    """The test pairs the recipe draws on the same clips without placing crops over sound."""
+    cfg = load_section(CleanConfig, "clean", params).test_pairs
+    clean = pd.read_parquet(clean_dir / "clips.parquet")
+    classes = pd.read_csv(raw_dir / "classes.csv", keep_default_na=False)
+    images = pd.read_csv(raw_dir / "images.csv", keep_default_na=False)
+    return make_test_pairs(clean, classes, images, dataclasses.replace(cfg, min_active_seconds=0.0),
+                           audio=load_audio_bank(bank_dir).clip_audio,
+                           max_seconds=load_section(PrepareAudioConfig, "prepare_audio", params).max_seconds)
 
 
 def means(per_pair: pd.DataFrame, keep: pd.Series) -> dict[str, dict[str, dict[str, float]]]:
@@ -60,6 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, default=Path("data/clean/test_pairs.csv"))
     parser.add_argument("--bank", type=Path, default=Path("data/audio_bank"))
+    parser.add_argument("--clean", type=Path, default=Path("data/clean"))
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--eval-pairs", type=Path, default=Path("metrics/eval_pairs.csv"))
     parser.add_argument("--floor", type=float, default=1e-4, help="crop peak under which a source counts as silent")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/silent_crops.json"))
@@ -74,12 +94,15 @@ def main() -> None:
         "silent_by_clip": {
             role: silent[f"{role}_clip"][silent[f"{role}_peak"] < args.floor].value_counts().to_dict() for role in ("target", "interferer")
         },
+        "uniform_recipe_silent_pairs": int(silent_pairs(uniform_recipe_pairs(args.clean, args.raw, args.bank, args.params),
+                                                         args.bank, args.floor)["silent"].sum()),
         "all_pairs": means(per_pair, pd.Series(True, index=per_pair.index)),
         "without_silent": means(per_pair, ~per_pair["silent"].astype(bool)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{len(silent)} of {len(pairs)} pairs have a silent crop: {result['silent_by_clip']}")
+    print(f"{len(silent)} of {len(pairs)} pairs have a silent crop: {result['silent_by_clip']}; "
+          f"the uniform crop draw would give {result['uniform_recipe_silent_pairs']}")
     for corpus in result["all_pairs"]:
         for key in ("supervised/text", "rl/text"):
             before, after = result["all_pairs"][corpus].get(key), result["without_silent"][corpus].get(key)
