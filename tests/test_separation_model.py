@@ -12,7 +12,7 @@ from marssep_core.audio.overlap_add import StreamingOverlapAdd, overlap_add
 from marssep_core.audio.signal import ideal_ratio_mask, pair_si_sdri, si_sdr, si_sdr_np
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
-from marssep_core.separation.losses import binary_target_mask, weighted_bce
+from marssep_core.separation.losses import binary_target_mask, ratio_target_mask, weighted_bce
 from marssep_core.separation.model import LOG_FLOOR, MaskNetConfig, MaskUNet, query_head, standardize, warp_matrices
 from marssep_core.separation.separator import Separator, load_separator, save_separator
 
@@ -70,6 +70,20 @@ def test_weighted_bce_prefers_the_right_mask():
     mixture = target + interferer
     right = (binary_target_mask(target, mixture) * 2 - 1) * 8  # confident logits of the right mask
     assert weighted_bce(right, target, mixture) < 0.01 < weighted_bce(-right, target, mixture)
+
+
+def test_ratio_bce_is_smallest_at_the_ratio_mask():
+    target, interferer = torch.rand(2, 65, 10)
+    mixture = target + interferer
+    ratio = ratio_target_mask(target, mixture)
+    assert float(ratio.min()) >= 0.0 and float(ratio.max()) <= 1.0
+    torch.testing.assert_close(ratio, target / mixture)
+    exact = torch.logit(ratio.clamp(1e-4, 1 - 1e-4))
+    at_ratio = weighted_bce(exact, target, mixture, ratio_target=True)
+    for shift in (-1.0, 1.0):
+        assert at_ratio < weighted_bce(exact + shift, target, mixture, ratio_target=True)
+    # the binary loss prefers a harder mask than the ratio one
+    assert weighted_bce(exact * 4, target, mixture) < weighted_bce(exact, target, mixture)
 
 
 def test_si_sdr_is_scale_invariant_and_improvement_is_relative_to_the_mixture():

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from marssep_core.data.audio_bank import AudioBank, load_audio_bank
+from marssep_core.encoders.augment import FbankAugmentConfig, augment_fbank
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input, image_to_model_input
 from marssep_core.encoders.tokenizer import ClipTokenizer
 
@@ -59,27 +60,33 @@ class EncoderData:
     def labels_of(self, clips: pd.DataFrame) -> torch.Tensor:
         return torch.tensor([self.class_index[c] for c in clips["class"]])
 
-    def crop_input(self, clip_id: str, rng: np.random.Generator) -> torch.Tensor:
-        """One random ``clip_seconds`` crop as fbank ``(1, M, T)``."""
+    def crop_input(self, clip_id: str, rng: np.random.Generator, augment: FbankAugmentConfig | None = None) -> torch.Tensor:
+        """One random ``clip_seconds`` crop as fbank ``(1, M, T)``, augmented when ``augment`` is on."""
         length = int(self.audio_cfg.clip_seconds * self.bank.sample_rate)
         wave = self.bank.clip(clip_id)
         start = int(rng.integers(0, max(1, wave.shape[0] - length + 1)))
         piece = torch.from_numpy(np.ascontiguousarray(wave[start : start + length]))
         single = AudioPreprocessConfig(sample_rate=self.bank.sample_rate, clips=1)
-        return audio_to_model_input(piece, single)[0]
+        fbank = audio_to_model_input(piece, single)[0]
+        if augment is None or not augment.active:
+            return fbank
+        window = int(single.sample_rate * single.frame_length_ms / 1000)
+        shift = int(single.sample_rate * single.frame_shift_ms / 1000)
+        valid_frames = 1 + (piece.shape[0] - window) // shift if piece.shape[0] >= window else 0
+        return augment_fbank(fbank, valid_frames=valid_frames, cfg=augment, std=single.std, rng=rng)
 
     def full_input(self, clip_id: str) -> torch.Tensor:
         """The whole clip as the official model sees it: ``(clips, 1, M, T)``."""
         return audio_to_model_input(torch.from_numpy(self.bank.clip(clip_id)), self.audio_cfg)
 
-    def sample(self, split: str, batch_size: int, rng: np.random.Generator) -> Batch:
+    def sample(self, split: str, batch_size: int, rng: np.random.Generator, augment: FbankAugmentConfig | None = None) -> Batch:
         clips = self.clips(split)
         by_class = {label: part["clip_id"].to_numpy() for label, part in clips.groupby("class")}
         labels = sorted(by_class)
         chosen = [labels[i] for i in rng.integers(0, len(labels), size=batch_size)]
         audio, images, has_image = [], [], []
         for label in chosen:
-            audio.append(self.crop_input(str(rng.choice(by_class[label])), rng))
+            audio.append(self.crop_input(str(rng.choice(by_class[label])), rng, augment=augment))
             pictures = self.images.get(self.class_index[label])
             has_image.append(pictures is not None)
             images.append(pictures[rng.integers(len(pictures))] if pictures is not None else None)
@@ -93,11 +100,12 @@ class EncoderData:
             labels=index,
         )
 
-    def sample_same_class(self, split: str, labels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def sample_same_class(self, split: str, labels: torch.Tensor, rng: np.random.Generator,
+                          augment: FbankAugmentConfig | None = None) -> torch.Tensor:
         """A crop ``(B, 1, M, T)`` of a clip of each row's class (another clip where one exists)."""
         clips = self.clips(split)
         by_class = {self.class_index[c]: part["clip_id"].to_numpy() for c, part in clips.groupby("class")}
-        return torch.stack([self.crop_input(str(rng.choice(by_class[int(label)])), rng) for label in labels])
+        return torch.stack([self.crop_input(str(rng.choice(by_class[int(label)])), rng, augment=augment) for label in labels])
 
 
 def open_data(raw_dir: Path, bank_dir: Path, image_size: int) -> EncoderData:

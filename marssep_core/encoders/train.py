@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from marssep_core.encoders import losses
+from marssep_core.encoders.augment import FbankAugmentConfig
 from marssep_core.encoders.data import Batch, EncoderData
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.metrics import retrieval_metrics
@@ -46,6 +47,8 @@ class EncoderTrainConfig:
     # pretraining pairs; ImageBind binds audio and text to images only, so audio-text
     # correspondence is emergent until alignment stage 1 trains it directly
     pairs: tuple[str, ...] = ("audio_vision", "text_vision")
+    # level, equaliser and SpecAugment masks on the training crops (off: encoders/augment.py)
+    augment: FbankAugmentConfig = FbankAugmentConfig()
 
 
 class Temperature(nn.Module):
@@ -96,11 +99,12 @@ def pretrain_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tens
     return out
 
 
-def draw_stage_batch(stage: str, data: EncoderData, rng: np.random.Generator, batch_size: int) -> tuple[Batch, torch.Tensor | None]:
+def draw_stage_batch(stage: str, data: EncoderData, rng: np.random.Generator, batch_size: int,
+                     augment: FbankAugmentConfig | None = None) -> tuple[Batch, torch.Tensor | None]:
     """One step's class-balanced train batch (CPU) and, for stages 2 and 3, a crop of another clip
-    of each row's class ``(B, 1, M, T)``."""
-    batch = data.sample("train", batch_size, rng)
-    other = data.sample_same_class("train", batch.labels, rng) if stage in ("stage2", "stage3") else None
+    of each row's class ``(B, 1, M, T)``; ``augment`` applies to every audio crop."""
+    batch = data.sample("train", batch_size, rng, augment=augment)
+    other = data.sample_same_class("train", batch.labels, rng, augment=augment) if stage in ("stage2", "stage3") else None
     return batch, other
 
 
@@ -172,8 +176,8 @@ class EncoderTask:
 
     find_unused_parameters = True  # e.g. the vision head on a batch without pictures
 
-    def __init__(self, stage: str, data: EncoderData, reference: ImageBindModel | None):
-        self.stage, self.data, self.reference = stage, data, reference
+    def __init__(self, stage: str, data: EncoderData, reference: ImageBindModel | None, augment: FbankAugmentConfig | None = None):
+        self.stage, self.data, self.reference, self.augment = stage, data, reference, augment
         self.metric = STAGE_METRIC[stage]
 
     def param_groups(self, trainee: ContrastiveTrainee) -> list[dict[str, Any]]:
@@ -186,7 +190,7 @@ class EncoderTask:
             trainee.encoder.modality_trunks.eval()
 
     def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[Batch, torch.Tensor | None]:
-        return draw_stage_batch(self.stage, self.data, rng, batch_size)
+        return draw_stage_batch(self.stage, self.data, rng, batch_size, augment=self.augment)
 
     def loss_on(self, trainee: nn.Module, drawn: tuple[Batch, torch.Tensor | None], device: torch.device
                 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -224,7 +228,7 @@ def train_encoder(
         freeze_backbone(model)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if stage == "stage2" else None
     trainee = ContrastiveTrainee(model, temperature or cfg.temperature, stage, cfg)
-    result = train_loop(model=trainee, task=EncoderTask(stage, data, reference), cfg=cfg.loop, run_dir=run_dir,
+    result = train_loop(model=trainee, task=EncoderTask(stage, data, reference, augment=cfg.augment), cfg=cfg.loop, run_dir=run_dir,
                         fingerprint=fingerprint, selection_metric=STAGE_METRIC[stage], desc=f"encoder {stage}")
     trainee.load_state_dict(result.best_state)
     trainee.cpu()

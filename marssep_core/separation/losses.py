@@ -3,6 +3,9 @@
 - ``weighted_bce`` (OmniSep/CLIPSep, the paper's baseline): binary cross-entropy between the mask
   logits and the binary target mask ``|S_target| > 0.5 |X|``, each TF bin weighted by
   ``clamp(log1p(|X|), 1e-3, 10)`` so loud bins count more and silent ones almost nothing.
+  ``ratio_bce`` is the same against the ratio mask ``clamp(|S_target| / |X|, 0, 1)`` (Sound of
+  Pixels' other target): bins where both sources sound get a partial target instead of all or
+  nothing.
 - ``negative_si_sdr``: minus the SI-SDR of the masked-mixture estimate (iSTFT with the mixture
   phase) against the target, capped at ``max_db`` so solved items stop dominating. On the default
   profile's budget it ties with the BCE (better for text queries, worse for audio and image ones;
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 
 from marssep_core.audio.signal import si_sdr
 
-LOSSES = ("bce", "si_sdr")
+LOSSES = ("bce", "ratio_bce", "si_sdr")
 
 
 def binary_target_mask(target_magnitude: torch.Tensor, mixture_magnitude: torch.Tensor) -> torch.Tensor:
@@ -24,14 +27,23 @@ def binary_target_mask(target_magnitude: torch.Tensor, mixture_magnitude: torch.
     return (target_magnitude > 0.5 * mixture_magnitude).float()
 
 
+def ratio_target_mask(target_magnitude: torch.Tensor, mixture_magnitude: torch.Tensor) -> torch.Tensor:
+    """``|S| / |X|`` clipped to ``[0, 1]`` (``|S|`` can exceed ``|X|`` where the sources cancel), ``(..., F, T)``."""
+    return (target_magnitude / mixture_magnitude.clamp_min(1e-8)).clamp(0.0, 1.0)
+
+
 def mask_weights(mixture_magnitude: torch.Tensor) -> torch.Tensor:
     return torch.log1p(mixture_magnitude).clamp(1e-3, 10.0)
 
 
-def weighted_bce(logits: torch.Tensor, target_magnitude: torch.Tensor, mixture_magnitude: torch.Tensor) -> torch.Tensor:
-    """Scalar loss; all inputs ``(B, F, T)``, ``logits`` before the sigmoid."""
+def weighted_bce(
+    logits: torch.Tensor, target_magnitude: torch.Tensor, mixture_magnitude: torch.Tensor, ratio_target: bool = False
+) -> torch.Tensor:
+    """Scalar loss; all inputs ``(B, F, T)``, ``logits`` before the sigmoid; the binary target
+    mask, or the ratio mask with ``ratio_target``."""
+    make_target = ratio_target_mask if ratio_target else binary_target_mask
     return F.binary_cross_entropy_with_logits(
-        logits.float(), binary_target_mask(target_magnitude, mixture_magnitude), weight=mask_weights(mixture_magnitude)
+        logits.float(), make_target(target_magnitude, mixture_magnitude), weight=mask_weights(mixture_magnitude)
     )
 
 

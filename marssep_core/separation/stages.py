@@ -66,7 +66,7 @@ class SupervisedConfig:
     """``train_supervised`` params section."""
 
     model: UNetParams = UNetParams()
-    loss: str = "bce"  # OmniSep's weighted BCE, or "si_sdr"; see separation/losses.py
+    loss: str = "bce"  # OmniSep's weighted BCE, "ratio_bce" or "si_sdr"; see separation/losses.py
     mixing: MixingConfig = MixingConfig()
     # 3000 steps: twice the old 1500 paid +0.6 dB test text on the grown corpus (docs/separator.md)
     loop: LoopConfig = LoopConfig(steps=3000)
@@ -107,8 +107,8 @@ class SupervisedTask:
             spec = self.stft.forward(mixture)
             magnitude = spec.abs()
         logits = model(magnitude, batch.query.to(device))
-        if self.loss_name == "bce":
-            return weighted_bce(logits, self.stft.forward(target).abs(), magnitude), {}
+        if self.loss_name in ("bce", "ratio_bce"):
+            return weighted_bce(logits, self.stft.forward(target).abs(), magnitude, ratio_target=self.loss_name == "ratio_bce"), {}
         with torch.autocast(device.type, enabled=False):
             estimate = self.stft.inverse(torch.sigmoid(logits.float()) * spec, mixture.shape[-1])
             return negative_si_sdr(estimate, target), {}
