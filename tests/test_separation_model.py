@@ -12,9 +12,11 @@ from marssep_core.audio.overlap_add import StreamingOverlapAdd, overlap_add
 from marssep_core.audio.signal import ideal_ratio_mask, pair_si_sdri, si_sdr, si_sdr_np
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
-from marssep_core.separation.losses import binary_target_mask, ratio_target_mask, weighted_bce
+from marssep_core.separation.data import MixBatch
+from marssep_core.separation.losses import binary_target_mask, negative_si_sdr, ratio_target_mask, weighted_bce
 from marssep_core.separation.model import LOG_FLOOR, MaskNetConfig, MaskUNet, query_head, standardize, warp_matrices
 from marssep_core.separation.separator import Separator, load_separator, save_separator
+from marssep_core.separation.stages import SupervisedTask
 
 TINY = MaskNetConfig(n_freq=65, query_dim=8, warp_bins=16, downs=2, channels=4, mask_channels=4)
 AUDIO = AudioConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=32)
@@ -84,6 +86,36 @@ def test_ratio_bce_is_smallest_at_the_ratio_mask():
         assert at_ratio < weighted_bce(exact + shift, target, mixture, ratio_target=True)
     # the binary loss prefers a harder mask than the ratio one
     assert weighted_bce(exact * 4, target, mixture) < weighted_bce(exact, target, mixture)
+
+
+def test_negative_si_sdr_is_clipped_on_both_sides():
+    torch.manual_seed(0)
+    target, noise = torch.randn(2, 3, 800)
+    silent = torch.zeros(3, 800)  # about -80 dB whatever the estimate: clipped, not dominating
+    assert float(negative_si_sdr(noise, silent)) == 30.0
+    assert float(negative_si_sdr(target, target)) == -30.0  # solved: capped
+    middle = target + 0.3 * noise
+    torch.testing.assert_close(negative_si_sdr(middle, target), -si_sdr(middle, target).mean())
+
+
+def test_bce_si_sdr_adds_the_weighted_waveform_loss_to_the_bce():
+    torch.manual_seed(0)
+    net, stft = MaskUNet(TINY), STFT.from_config(AUDIO)
+    target, interferer = torch.randn(2, 3, 1024)
+    batch = MixBatch(mixture=target + interferer, target=target, interferer=interferer, query=torch.randn(3, TINY.query_dim),
+                     target_class=["a"] * 3, interferer_class=["b"] * 3)
+
+    def loss_of(name: str, weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+        task = SupervisedTask(loss=name, stft=stft, audio=AUDIO, sampler=None, val_pairs=None, bank=None, queries=None,
+                              eval_batch=1, si_sdr_weight=weight)
+        return task.loss_on(net, batch, torch.device("cpu"))
+
+    combined, parts = loss_of("bce_si_sdr", 0.25)
+    bce, waveform = loss_of("bce")[0], loss_of("si_sdr")[0]
+    assert parts == pytest.approx({"bce": float(bce), "neg_si_sdr": float(waveform)})
+    torch.testing.assert_close(combined, bce + 0.25 * waveform)
+    with pytest.raises(ValueError, match="bce_si_sdr"):
+        loss_of("sdr")
 
 
 def test_si_sdr_is_scale_invariant_and_improvement_is_relative_to_the_mixture():
