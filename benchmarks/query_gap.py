@@ -2,10 +2,11 @@
 
 For every clip of the query bank: the cosine between its audio embedding and its class text, and
 whether the nearest class text is its own, averaged per corpus and split. Training queries are
-embeddings of train clips, which the encoder also trained on; test audio queries are not.
-Results go to ``benchmarks/results/query_gap.json``.
+embeddings of train clips, which the encoder also trained on; test audio queries are not. Also,
+per corpus, how many recordings the test pairs' audio queries come from (the figure's effective
+sample size). Results go to ``benchmarks/results/query_gap.json``.
 
-    python benchmarks/query_gap.py [--queries data/query_bank.pt] [--bank data/audio_bank]
+    python benchmarks/query_gap.py [--queries data/query_bank.pt] [--bank data/audio_bank] [--pairs data/clean/test_pairs.csv]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=Path, default=ROOT / "data" / "query_bank.pt")
     parser.add_argument("--bank", type=Path, default=ROOT / "data" / "audio_bank")
+    parser.add_argument("--pairs", type=Path, default=ROOT / "data" / "clean" / "test_pairs.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "query_gap.json")
     args = parser.parse_args()
     queries = QueryBank.load(args.queries)
@@ -37,8 +39,18 @@ def main() -> None:
     table = clips.groupby(["corpus", "split"])[["cosine_to_class_text", "nearest_text_is_class"]].mean().round(3)
     result = {f"{corpus}.{split}": {k: round(float(v), 3) for k, v in row.items()} | {"clips": int(((clips["corpus"] == corpus) & (clips["split"] == split)).sum())}
               for (corpus, split), row in table.iterrows()}
-    args.out.write_text(json.dumps({"encoder": queries.encoder, "by_corpus_split": result}, indent=2) + "\n")
+    pairs = pd.read_csv(args.pairs, keep_default_na=False)
+    per_class = pairs.groupby(["corpus", "target_class"])["query_audio_clip"].nunique()
+    query_recordings = {
+        corpus: {"pairs": int((pairs["corpus"] == corpus).sum()), "recordings": int(group["query_audio_clip"].nunique()),
+                 "per_class_mean": round(float(per_class[corpus].mean()), 2), "per_class_min": int(per_class[corpus].min()),
+                 "classes_with_one": int((per_class[corpus] == 1).sum())}
+        for corpus, group in pairs.groupby("corpus")
+    }
+    args.out.write_text(json.dumps({"encoder": queries.encoder, "by_corpus_split": result,
+                                    "test_audio_query_recordings": query_recordings}, indent=2) + "\n")
     print(table.to_string())
+    print(json.dumps(query_recordings, indent=1))
 
 
 if __name__ == "__main__":
