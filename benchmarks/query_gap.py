@@ -4,9 +4,13 @@ For every clip of the query bank: the cosine between its audio embedding and its
 whether the nearest class text is its own, averaged per corpus and split. Training queries are
 embeddings of train clips, which the encoder also trained on; test audio queries are not. Also,
 per corpus, how many recordings the test pairs' audio queries come from (the figure's effective
-sample size). Results go to ``benchmarks/results/query_gap.json``.
+sample size), and the supervised model's audio- and text-query SI-SDRi on the test pairs
+(``metrics/eval_pairs.csv``) split by whether the audio query's nearest class text is the target
+class (how much of the audio-query figure the encoder decides). Results go to
+``benchmarks/results/query_gap.json``.
 
-    python benchmarks/query_gap.py [--queries data/query_bank.pt] [--bank data/audio_bank] [--pairs data/clean/test_pairs.csv]
+    python benchmarks/query_gap.py [--queries data/query_bank.pt] [--bank data/audio_bank] \
+        [--pairs data/clean/test_pairs.csv] [--eval-pairs metrics/eval_pairs.csv]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def main() -> None:
     parser.add_argument("--queries", type=Path, default=ROOT / "data" / "query_bank.pt")
     parser.add_argument("--bank", type=Path, default=ROOT / "data" / "audio_bank")
     parser.add_argument("--pairs", type=Path, default=ROOT / "data" / "clean" / "test_pairs.csv")
+    parser.add_argument("--eval-pairs", type=Path, default=ROOT / "metrics" / "eval_pairs.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "query_gap.json")
     args = parser.parse_args()
     queries = QueryBank.load(args.queries)
@@ -47,10 +52,27 @@ def main() -> None:
                  "classes_with_one": int((per_class[corpus] == 1).sum())}
         for corpus, group in pairs.groupby("corpus")
     }
+    by_query = audio_queries_by_nearest_text(queries, pairs, pd.read_csv(args.eval_pairs, keep_default_na=False))
     args.out.write_text(json.dumps({"encoder": queries.encoder, "by_corpus_split": result,
-                                    "test_audio_query_recordings": query_recordings}, indent=2) + "\n")
+                                    "test_audio_query_recordings": query_recordings,
+                                    "supervised_si_sdri_by_audio_query": by_query}, indent=2) + "\n")
     print(table.to_string())
     print(json.dumps(query_recordings, indent=1))
+    print(json.dumps(by_query, indent=1))
+
+
+def audio_queries_by_nearest_text(queries: QueryBank, pairs: pd.DataFrame, scores: pd.DataFrame) -> dict:
+    """Per corpus, the supervised model's mean audio- and text-query SI-SDRi on the pairs whose
+    audio query's nearest class text is (or is not) the target class."""
+    supervised = scores[scores["system"] == "supervised"].pivot(index="pair_id", columns="modality", values="si_sdri")
+    nearest = (queries.audio_of(pairs["query_audio_clip"].tolist()) @ queries.text.T).argmax(dim=1).tolist()
+    pairs = pairs.assign(query_nearest_target=[queries.classes[i] == label for i, label in zip(nearest, pairs["target_class"])])
+    joined = pairs.join(supervised[["audio", "text"]], on="pair_id")
+    return {
+        f"{corpus}.{'nearest_target' if hit else 'nearest_other'}": {
+            "pairs": len(group), "audio": round(float(group["audio"].mean()), 2), "text": round(float(group["text"].mean()), 2)}
+        for (corpus, hit), group in joined.groupby(["corpus", "query_nearest_target"])
+    }
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from marssep_core.separation.data import (
     pair_queries,
     pair_signals,
 )
-from marssep_core.separation.queries import QueryBank, mixup_queries, negative_query
+from marssep_core.separation.queries import QueryBank, mixup_queries, negative_query, unseen_recording_noise
 from marssep_core.separation.separator import load_separator
 from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
 from tests.conftest import TINY_SEPARATOR_PARAMS, supervised_paths
@@ -55,6 +55,41 @@ def test_mixup_is_one_hot_or_convex(separator_assets):
     away = negative_query(queries.text_of([label]), queries.text_of([queries.classes[1]]))
     assert float(away @ queries.text_of([queries.classes[1]]).T) < float(queries.text_of([label]) @ queries.text_of([queries.classes[1]]).T)
     torch.testing.assert_close(combine({"text": 3 * queries.text_of([label])}), queries.text_of([label]))
+
+
+def _bank_with_audio_cosines(cosines: dict[str, float], dim: int = 256, per_split: int = 400) -> tuple[QueryBank, pd.DataFrame]:
+    """One class ``a`` whose clips of split ``s`` embed at cosine ``cosines[s]`` to its text."""
+    rng = np.random.default_rng(12345)  # not the seed the test's noise is drawn with
+    text = torch.nn.functional.one_hot(torch.tensor([0]), dim).float()
+    ids, rows, index = [], [], []
+    for split, cosine in cosines.items():
+        for i in range(per_split):
+            away = torch.from_numpy(rng.standard_normal(dim).astype(np.float32))
+            away[0] = 0.0
+            rows.append(cosine * text[0] + (1 - cosine**2) ** 0.5 * away / away.norm())
+            ids.append(f"{split}-{i}")
+            index.append({"clip_id": ids[-1], "class": "a", "corpus": "everyday", "split": split})
+    bank = QueryBank(clip_ids=ids, audio=torch.stack(rows), classes=["a"], texts=["a"], text=text, image_paths=[],
+                     image_classes=[], image=torch.zeros(0, dim), encoder={})
+    return bank, pd.DataFrame(index)
+
+
+def test_audio_query_noise_takes_training_embeddings_as_far_as_unseen_ones():
+    bank, clips = _bank_with_audio_cosines({"train": 0.7, "val": 0.35})
+    noise = unseen_recording_noise(bank, clips)
+    assert noise == pytest.approx({"everyday": 3.0**0.5}, rel=1e-4)  # (0.7 / 0.35)^2 - 1 = 3
+    train = clips[clips["split"] == "train"]["clip_id"].tolist()
+    noisy = mixup_queries(bank, ["a"] * len(train), train, np.random.default_rng(0), single_prob=1.0,
+                          audio_noise=[noise["everyday"]] * len(train))
+    audio_rows = (noisy @ bank.text.T).squeeze(1) < 0.99  # the one-hot draws that picked audio, not text
+    assert 100 < int(audio_rows.sum()) < 300
+    assert float((noisy @ bank.text.T).squeeze(1)[audio_rows].mean()) == pytest.approx(0.35, abs=0.03)
+    off, default = np.random.default_rng(0), np.random.default_rng(0)  # zero noise draws nothing: runs stay as before
+    torch.testing.assert_close(mixup_queries(bank, ["a"] * 8, train[:8], off, single_prob=0.5, audio_noise=[0.0] * 8),
+                               mixup_queries(bank, ["a"] * 8, train[:8], default, single_prob=0.5))
+    assert off.random() == default.random()
+    equal, _ = _bank_with_audio_cosines({"train": 0.5, "val": 0.6})
+    assert unseen_recording_noise(equal, clips.assign(clip_id=equal.clip_ids)) == {"everyday": 0.0}
 
 
 def test_sampler_mixes_within_a_corpus_and_is_reproducible(separator_assets):

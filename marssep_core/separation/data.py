@@ -12,6 +12,7 @@ up to fluidsynth's small carry-over from one render to the next: see ``data/inst
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from marssep_core.data.instruments import FreshRenders
 from marssep_core.data.soundfonts import read_soundfonts
 from marssep_core.data.sources import GM_PROGRAMS
 from marssep_core.encoders.vocabulary import OMNI_WEIGHTS, combine
-from marssep_core.separation.queries import QueryBank, mixup_queries, perturb_queries
+from marssep_core.separation.queries import QueryBank, mixup_queries, perturb_queries, unseen_recording_noise
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class MixingConfig:
     # noise on the training query: q = normalize(q + query_noise * g), g ~ N(0, I / D), so the
     # separator does not need the exact embeddings of its few training recordings
     query_noise: float = 0.0
+    # noise on the training audio queries only, in units of each corpus's calibrated level
+    # (``unseen_recording_noise``: as far from the class text as unseen recordings embed); 0 = off
+    audio_query_noise: float = 0.0
     # instrument sources rendered on the fly: the probability that an instrument-class source is a
     # fresh melody on a random soundfont of ``render_soundfonts`` (keys of data/soundfonts)
     render_prob: float = 0.0
@@ -107,6 +113,11 @@ class MixtureSampler:
         lonely = [label for label, others in self.partners.items() if not others]
         if lonely:
             raise ValueError(f"split {split!r}: no interferer class for {lonely} (same_corpus={cfg.same_corpus})")
+        self.audio_noise_of: dict[str, float] = {}
+        if cfg.audio_query_noise:
+            levels = unseen_recording_noise(queries, bank.index[bank.index["split"].isin([split, "val"])])
+            self.audio_noise_of = {label: cfg.audio_query_noise * levels[corpus] for label, corpus in self.corpus_of.items()}
+            LOG.info("audio-query noise per corpus: %s", {c: round(cfg.audio_query_noise * v, 3) for c, v in levels.items()})
 
     def _crop(self, label: str, clip_id: str, rng: np.random.Generator) -> np.ndarray:
         """A source of class ``label``: a crop of ``clip_id`` or a fresh render, augmented."""
@@ -155,7 +166,8 @@ class MixtureSampler:
             interferer=torch.from_numpy(np.stack(interferers)),
             query=perturb_queries(
                 mixup_queries(bank=self.queries, target_classes=target_classes, query_clips=query_clips, rng=rng,
-                              single_prob=self.cfg.query_single_prob),
+                              single_prob=self.cfg.query_single_prob,
+                              audio_noise=[self.audio_noise_of[c] for c in target_classes] if self.audio_noise_of else None),
                 noise=self.cfg.query_noise, rng=rng,
             ),
             target_class=target_classes,

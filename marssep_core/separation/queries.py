@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -86,11 +87,15 @@ def mixup_queries(
     query_clips: list[str],
     rng: np.random.Generator,
     single_prob: float,
+    audio_noise: list[float] | None = None,
 ) -> torch.Tensor:
     """Training queries ``(B, D)``: random convex mixes of text, audio (``query_clips``) and a
-    random picture of the class, one-hot with probability ``single_prob``."""
+    random picture of the class, one-hot with probability ``single_prob``. ``audio_noise`` (one
+    level per row, see ``perturb_queries``) is put on the audio embeddings before mixing."""
     text = bank.text_of(target_classes)
     audio = bank.audio_of(query_clips)
+    if audio_noise is not None and any(audio_noise):
+        audio = perturb_queries(audio, torch.tensor(audio_noise, dtype=torch.float32)[:, None], rng)
     rows = []
     for i, label in enumerate(target_classes):
         pictures = bank.picture_rows(label)
@@ -103,10 +108,33 @@ def mixup_queries(
     return F.normalize(torch.stack(rows), dim=-1)
 
 
-def perturb_queries(queries: torch.Tensor, noise: float, rng: np.random.Generator) -> torch.Tensor:
+def perturb_queries(queries: torch.Tensor, noise: float | torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """``normalize(q + noise * g)`` with ``g ~ N(0, I / D)`` (so ``|g|`` is about 1) for unit
-    queries ``(B, D)``; ``noise == 0`` returns them unchanged (and draws nothing)."""
-    if not noise:
+    queries ``(B, D)``; ``noise`` is a number or a per-row ``(B, 1)`` tensor; ``noise == 0``
+    returns them unchanged (and draws nothing)."""
+    if not torch.is_tensor(noise) and not noise:
         return queries
     gaussian = torch.from_numpy(rng.standard_normal(queries.shape).astype(np.float32)) / queries.shape[1] ** 0.5
     return F.normalize(queries + noise * gaussian, dim=-1)
+
+
+def unseen_recording_noise(bank: QueryBank, clips: pd.DataFrame) -> dict[str, float]:
+    """Per corpus, the query noise (``perturb_queries``) that takes training recordings' audio
+    embeddings as far from their class text as unseen ones sit: the encoder aligned on the
+    training clips, which end up much nearer their class text than recordings it never saw (the
+    separator would otherwise learn audio queries that test recordings do not give). With ``c`` the
+    mean cosine between a split's clip embeddings and their class text, ``noise = sqrt((c_train /
+    c_val)^2 - 1)`` (0 when validation clips sit as near): for near-orthogonal noise the cosine
+    falls by ``1 / sqrt(1 + noise^2)``. ``clips``: audio-bank index rows (``clip_id``, ``class``,
+    ``corpus``, ``split``) of the train and val splits."""
+    known = clips[clips["clip_id"].isin(bank.clip_ids)]
+    cosine = (bank.audio_of(known["clip_id"].tolist()) * bank.text_of(known["class"].tolist())).sum(dim=1).numpy()
+    means = pd.Series(cosine, index=known.index).groupby([known["corpus"], known["split"]]).mean()
+    noise = {}
+    for corpus in sorted(known["corpus"].unique()):
+        train, val = means.get((corpus, "train")), means.get((corpus, "val"))
+        if train is None or val is None or val <= 0:
+            raise ValueError(f"corpus {corpus!r}: the query bank needs train and val clips, with val nearer its "
+                             "class text than orthogonal, to calibrate the audio-query noise")
+        noise[corpus] = float(np.sqrt(max(0.0, (train / val) ** 2 - 1.0)))
+    return noise
