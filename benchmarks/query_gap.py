@@ -38,9 +38,8 @@ def main() -> None:
     clips = pd.read_parquet(args.bank / "index.parquet")
     clips = clips[clips["clip_id"].isin(queries.clip_ids)]
     audio, text = queries.audio_of(clips["clip_id"].tolist()), queries.text_of(clips["class"].tolist())
-    nearest = (audio @ queries.text.T).argmax(dim=1).tolist()
     clips = clips.assign(cosine_to_class_text=(audio * text).sum(dim=1).numpy(),
-                         nearest_text_is_class=[queries.classes[i] == label for i, label in zip(nearest, clips["class"])])
+                         nearest_text_is_class=nearest_text_is(queries, clips["clip_id"], clips["class"]))
     table = clips.groupby(["corpus", "split"])[["cosine_to_class_text", "nearest_text_is_class"]].mean().round(3)
     result = {f"{corpus}.{split}": {k: round(float(v), 3) for k, v in row.items()} | {"clips": int(((clips["corpus"] == corpus) & (clips["split"] == split)).sum())}
               for (corpus, split), row in table.iterrows()}
@@ -61,12 +60,17 @@ def main() -> None:
     print(json.dumps(by_query, indent=1))
 
 
+def nearest_text_is(queries: QueryBank, clip_ids: pd.Series, labels: pd.Series) -> list[bool]:
+    """Per clip: is the class text nearest its audio embedding the class in ``labels``?"""
+    nearest = (queries.audio_of(clip_ids.tolist()) @ queries.text.T).argmax(dim=1).tolist()
+    return [queries.classes[i] == label for i, label in zip(nearest, labels)]
+
+
 def audio_queries_by_nearest_text(queries: QueryBank, pairs: pd.DataFrame, scores: pd.DataFrame) -> dict:
     """Per corpus, the supervised model's mean audio- and text-query SI-SDRi on the pairs whose
     audio query's nearest class text is (or is not) the target class."""
     supervised = scores[scores["system"] == "supervised"].pivot(index="pair_id", columns="modality", values="si_sdri")
-    nearest = (queries.audio_of(pairs["query_audio_clip"].tolist()) @ queries.text.T).argmax(dim=1).tolist()
-    pairs = pairs.assign(query_nearest_target=[queries.classes[i] == label for i, label in zip(nearest, pairs["target_class"])])
+    pairs = pairs.assign(query_nearest_target=nearest_text_is(queries, pairs["query_audio_clip"], pairs["target_class"]))
     joined = pairs.join(supervised[["audio", "text"]], on="pair_id")
     return {
         f"{corpus}.{'nearest_target' if hit else 'nearest_other'}": {

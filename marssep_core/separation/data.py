@@ -28,7 +28,7 @@ from marssep_core.data.sources import GM_PROGRAMS
 from marssep_core.encoders.vocabulary import OMNI_WEIGHTS, combine
 from marssep_core.separation.queries import QueryBank, mixup_queries, perturb_queries, unseen_recording_noise
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class MixtureSampler:
         if cfg.audio_query_noise:
             levels = unseen_recording_noise(queries, bank.index[bank.index["split"].isin([split, "val"])])
             self.audio_noise_of = {label: cfg.audio_query_noise * levels[corpus] for label, corpus in self.corpus_of.items()}
-            LOG.info("audio-query noise per corpus: %s", {c: round(cfg.audio_query_noise * v, 3) for c, v in levels.items()})
+            log.info("audio-query noise per corpus: %s", {c: round(cfg.audio_query_noise * v, 3) for c, v in levels.items()})
 
     def _crop(self, label: str, clip_id: str, rng: np.random.Generator) -> np.ndarray:
         """A source of class ``label``: a crop of ``clip_id`` or a fresh render, augmented."""
