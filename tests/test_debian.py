@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,40 @@ def test_broken_deb_is_reported(tmp_path):
     bad.write_bytes(b"not a deb")
     with pytest.raises(debian.PackageError, match="broken_1_all.deb"):
         debian.fetch_package("broken", tmp_path)
+
+
+def test_rules_reach_inside_a_zip_archive_the_package_ships(tmp_path, monkeypatch):
+    from marssep_core.data import corpus, sources
+    from marssep_core.data.layout import origin_of
+
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for name, data in {"audio/cow_01.ogg": b"moo1", "audio/cow_02.ogg": b"moo2", "audio/notes.txt": b"x"}.items():
+            archive.writestr(name, data)
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: marssep-zip-data\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
+    )
+    for rel, data in {"usr/share/g/data.zip": bundle.read_bytes(), "usr/share/doc/marssep-zip-data/copyright": DEP5.encode()}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    deb = tmp_path / "marssep-zip-data_1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True, capture_output=True)
+    monkeypatch.setattr(sources, "SOUND_RULES", (sources.SoundRule("marssep-zip-data", r"usr/share/g/data\.zip/audio/cow_\d+\.ogg", "cow"),))
+    monkeypatch.setattr(sources, "ARCHIVES", {"marssep-zip-data": ("usr/share/g/data.zip",)})
+
+    packages = {"marssep-zip-data": debian.DebPackage("marssep-zip-data", "1", deb)}
+    files = corpus._extract_all(packages, tmp_path / "extract", tmp_path / "persistent")
+    members = {path: local.read_bytes() for (_, path), local in files.items() if path.endswith(".ogg")}
+    assert members == {"usr/share/g/data.zip/audio/cow_01.ogg": b"moo1", "usr/share/g/data.zip/audio/cow_02.ogg": b"moo2"}
+    assert ("marssep-zip-data", "usr/share/g/data.zip") not in files
+    assert not (tmp_path / "extract" / "marssep-zip-data" / "usr/share/g/data.zip").exists()  # the archive is not kept
+    assert origin_of("marssep-zip-data", "usr/share/g/data.zip/audio/cow_02.ogg") == "marssep-zip-data:usr/share/g/data.zip/audio/cow"
+
+
+def test_corrupt_zip_archive_is_named(tmp_path):
+    bad = tmp_path / "data.zip"
+    bad.write_bytes(b"PK not really")
+    with pytest.raises(debian.PackageError, match="usr/share/g/data.zip"):
+        debian.extract_zip_members(bad, "usr/share/g/data.zip", lambda p: True, tmp_path / "out")

@@ -72,11 +72,21 @@ def _extract_all(
             files.update({(name, p): dest / p for p in wanted_fixed})
             continue
 
-        def want(path: str, name: str = name, fixed: set[str] = wanted_fixed) -> bool:
-            return path in fixed or any(r.package == name and regex.fullmatch(path) for r, regex in rules)
+        archives = set(sources.ARCHIVES.get(name, ()))
+
+        def matches(path: str, name: str = name) -> bool:
+            return any(r.package == name and regex.fullmatch(path) for r, regex in rules)
+
+        def want(path: str, fixed: set[str] = wanted_fixed | archives, matches=matches) -> bool:
+            return path in fixed or matches(path)
 
         for path, local in debian.extract_members(package.path, want, dest).items():
-            files[(name, path)] = local
+            if path in archives:  # only the matching members are kept, not the (3 GB) archive
+                unzipped = debian.extract_zip_members(local, path, matches, dest.with_name(f"{dest.name}-unzipped"))
+                files.update({(name, member): member_file for member, member_file in unzipped.items()})
+                local.unlink()
+            else:
+                files[(name, path)] = local
     return files
 
 

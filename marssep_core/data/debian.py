@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shutil
 import subprocess
 import tarfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +61,8 @@ def extract_members(
     """Extract regular files of ``deb`` whose normalised path satisfies ``want`` into ``dest``.
 
     Paths are normalised without the leading ``./``. Returns ``{in-package path: extracted file}``.
-    Members are streamed, so a 400 MB package never lands on disk whole.
+    Members are streamed, so a 400 MB package never lands on disk whole, and each member is
+    copied in blocks (0 A.D.'s data archive is a single 3 GB file).
     """
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     assert proc.stdout is not None
@@ -74,12 +77,39 @@ def extract_members(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = archive.extractfile(member)
                 assert source is not None
-                target.write_bytes(source.read())
+                with target.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, length=1 << 22)
                 extracted[name] = target
     finally:
         proc.stdout.close()
         if proc.wait() != 0:
             raise PackageError(f"{deb}: dpkg-deb --fsys-tarfile failed (exit {proc.returncode})")
+    return extracted
+
+
+def extract_zip_members(
+    archive: Path, archive_path: str, want: Callable[[str], bool], dest: Path
+) -> dict[str, Path]:
+    """Extract the members of a zip file a package ships whose path satisfies ``want``.
+
+    A member's path is ``<archive_path>/<name inside the zip>``, so rules, origins and the
+    copyright lookup treat it like any other file of the package. Returns ``{path: extracted file}``
+    with the files under ``dest``; a corrupt archive raises ``PackageError`` naming it.
+    """
+    extracted: dict[str, Path] = {}
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for info in sorted(bundle.infolist(), key=lambda i: i.filename):
+                path = f"{archive_path}/{info.filename}"
+                if info.is_dir() or not want(path):
+                    continue
+                target = dest / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(info) as source, target.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, length=1 << 22)
+                extracted[path] = target
+    except zipfile.BadZipFile as err:
+        raise PackageError(f"{archive_path} ({archive}): not a readable zip archive: {err}") from err
     return extracted
 
 

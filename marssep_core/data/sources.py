@@ -48,6 +48,11 @@ QA = "usr/share/qabcs/abcs/all/noises/"
 S3D = "usr/share/games/scorched3d/data/globalmods/"
 RE = "usr/share/games/redeclipse/data/sounds/ambience/"
 TA = "usr/share/games/triplea/assets/sounds/generic/"
+ZA = "usr/share/games/0ad/mods/public/public.zip/audio/"  # 0 A.D. ships its data as one zip archive
+PK = "usr/share/games/pekka-kana-2/data/"
+
+# Zip archives shipped inside a package whose members rules address as '<archive path>/<member>'.
+ARCHIVES: dict[str, tuple[str, ...]] = {"0ad-data": ("usr/share/games/0ad/mods/public/public.zip",)}
 
 # General MIDI programs (0-based) of the instrument classes; fiddle (110) stands in for erhu.
 GM_PROGRAMS: dict[str, int] = {
@@ -153,6 +158,7 @@ SOUND_RULES: tuple[SoundRule, ...] = (
         r"dog\.ogg": "dog", r"cat\.ogg": "cat", r"rooster\.ogg": "rooster", r"(cow|calf)\.ogg": "cow",
         r"sheep\.ogg": "sheep", r"pig\.ogg": "pig", r"(horse|foal)\.ogg": "horse", r"duck\.ogg": "duck",
         r"(bird|sparrow)\.ogg": "bird", r"wolf\.ogg": "wolf", r"(eagle-)?owl\.ogg": "owl", r"drums\.ogg": "drums",
+        r"grasshopper\.ogg": "crickets",  # the same stridulation a cricket makes
     }),
     *_rules("scorched3d-data", S3D, {
         r"apoc/data/wav/misc/dog\d?\.wav": "dog", r"apoc/data/wav/misc/rooster\.wav": "rooster",
@@ -185,6 +191,23 @@ SOUND_RULES: tuple[SoundRule, ...] = (
         r"(chat_join_game/chat_join_game_01_door_bell|others/required_action_02_bell)\.mp3": "bell",
         r"territory_capture_(land/territory_capture_land_02_drums|capital/\w+_drumming)\.mp3": "drums",
     }),
+    # --- 0 A.D.'s recordings (inside its zip archive): farm animals, ambiences, voice actors. At most
+    # two takes of a recording (0 A.D. has up to 26): one recording's many takes would outweigh a
+    # class's other recordings in the label filter's and the split's clip counts.
+    *_rules("0ad-data", ZA, {
+        r"actor/fauna/animal/cattle_0[12]\.ogg": "cow", r"actor/fauna/animal/chicken_1[01]\.ogg": "chicken",
+        r"actor/fauna/animal/horse_(attack|idle|select)[12]\.ogg": "horse", r"actor/fauna/animal/pig_1[01]\.ogg": "pig",
+        r"actor/fauna/animal/sheep_1[01]\.ogg": "sheep", r"voice/global/civ_dog_bark\.ogg": "dog",
+        r"ambient/weather/rain_1[12]\.ogg": "rain", r"ambient/water/(river_(fast|med|slow|raging)|waterfall|wave(crash|rocky)?)_\d+\.ogg": "water",
+        r"resource/construction/con_saw_0[12]\.ogg": "sawing", r"resource/construction/con_wood_0[12]\.ogg": "hammering",
+        r"voice/(greek|latin|napatan|persian)/civ/civ_(fe)?male_\w+\.ogg": "speech",
+    }),
+    *_rules("pekka-kana-2-data", PK, {
+        r"sfx/doodle\.wav": "rooster", r"sfx/moo\.wav": "cow", r"sprites/hen\.wav": "chicken",
+        r"sprites/bee\.wav": "bee", r"sprites/bird\.wav": "bird",
+    }),
+    SoundRule("castle-game-engine-doc",
+              r"usr/share/doc/castle-game-engine-doc/examples/audio/game_3d_sound/data/sounds/cricket\.wav", "crickets"),
 )
 
 SOUND_PACKAGES: tuple[str, ...] = tuple(sorted({rule.package for rule in SOUND_RULES}))
