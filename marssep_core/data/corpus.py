@@ -73,11 +73,13 @@ def _extract_all(
             continue
 
         archives = set(sources.ARCHIVES.get(name, ()))
+        own_rules = [regex for rule, regex in rules if rule.package == name]
+        wanted_fixed |= archives
 
-        def matches(path: str, name: str = name) -> bool:
-            return any(r.package == name and regex.fullmatch(path) for r, regex in rules)
+        def matches(path: str, own_rules: list[re.Pattern] = own_rules) -> bool:
+            return any(regex.fullmatch(path) for regex in own_rules)
 
-        def want(path: str, fixed: set[str] = wanted_fixed | archives, matches=matches) -> bool:
+        def want(path: str, fixed: set[str] = wanted_fixed, matches=matches) -> bool:
             return path in fixed or matches(path)
 
         for path, local in debian.extract_members(package.path, want, dest).items():
