@@ -11,6 +11,11 @@ query kind the mean ± standard error of the per-pair difference (new minus base
 
 Each side is a checkout with ``data/clean/test_pairs.csv``, ``data/clean/clips.parquet``,
 ``data/audio_bank``, ``data/query_bank.pt`` and ``models/separator_sup.pt``.
+
+Two separators trained on the same data (a training lever, say) are compared in one checkout:
+``--baseline . --new . --new-model /tmp/lever/separator_sup.pt``; ``--cross-source
+data/cross_source`` adds the same comparison on the cross-source set's pairs (which both
+checkouts must draw alike).
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import pandas as pd
 import torch
 
 from marssep_core.audio.signal import mean_and_stderr
+from marssep_core.config import CleanConfig, load_section
 from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.data.cross_source import open_cross_source
 from marssep_core.separation.evaluate import evaluate_pairs
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator
@@ -48,10 +55,16 @@ def shared_pairs(baseline: Path, new: Path) -> pd.DataFrame:
     return pairs[keep].reset_index(drop=True)
 
 
-def score(checkout: Path, pairs: pd.DataFrame, model: str) -> pd.DataFrame:
+def score(checkout: Path, pairs: pd.DataFrame | None, model: Path, cross_source: Path | None = None) -> pd.DataFrame:
+    """Per-pair SI-SDRi of ``checkout/model`` on ``pairs``, or (``cross_source`` given) on the
+    cross-source set's pairs as ``checkout`` draws them."""
     separator, _ = load_separator(checkout / model)
     bank = load_audio_bank(checkout / "data/audio_bank")
     queries = QueryBank.load(checkout / "data/query_bank.pt")
+    if cross_source is not None:
+        pairs_cfg = load_section(CleanConfig, "clean", checkout / "params.yaml").test_pairs
+        bank, pairs = open_cross_source(directory=checkout / cross_source, raw_dir=checkout / "data/raw", corpus_clips=bank.index,
+                                        sample_rate=bank.sample_rate, cfg=pairs_cfg)
     _, table = evaluate_pairs(separator=separator, pairs=pairs, bank=bank, queries=queries, oracle=False)
     return table
 
@@ -76,19 +89,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, required=True, help="checkout of the baseline run")
     parser.add_argument("--new", type=Path, default=Path("."), help="checkout of the new run")
-    parser.add_argument("--model", default="models/separator_sup.pt", help="model file inside each checkout")
+    parser.add_argument("--model", type=Path, default=Path("models/separator_sup.pt"), help="model file inside each checkout")
+    parser.add_argument("--new-model", type=Path, help="the new checkout's model file, if not --model")
+    parser.add_argument("--cross-source", type=Path, help="also compare on the cross-source set in this directory of each checkout")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/paired_delta.json"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    new_model = args.new_model or args.model
     pairs = shared_pairs(args.baseline, args.new)
-    summary = paired_summary(score(args.baseline, pairs, args.model), score(args.new, pairs, args.model))
-    result = {"baseline": str(args.baseline), "new": str(args.new), "model": args.model,
+    summary = paired_summary(score(args.baseline, pairs, args.model), score(args.new, pairs, new_model))
+    result = {"baseline": str(args.baseline), "new": str(args.new), "model": str(args.model), "new_model": str(new_model),
               "pairs": int(len(pairs)), "si_sdri_by_corpus": summary}
+    if args.cross_source is not None:
+        before, after = score(args.baseline, None, args.model, args.cross_source), score(args.new, None, new_model, args.cross_source)
+        if not before["pair_id"].equals(after["pair_id"]) or not before["mixture_si_sdr"].equals(after["mixture_si_sdr"]):
+            raise SystemExit(f"the cross-source pairs of {args.baseline} and {args.new} differ")
+        result["cross_source_by_corpus"] = paired_summary(before, after)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    for corpus, kinds in summary.items():
-        print(corpus, {kind: f"{v['delta']:+.2f} ± {v['delta_se']:.2f} (n={v['n']})" for kind, v in kinds.items()})
+    for name in ("si_sdri_by_corpus", "cross_source_by_corpus"):
+        for corpus, kinds in result.get(name, {}).items():
+            print(name, corpus, {kind: f"{v['delta']:+.2f} ± {v['delta_se']:.2f} (n={v['n']})" for kind, v in kinds.items()})
 
 
 if __name__ == "__main__":

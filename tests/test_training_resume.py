@@ -159,3 +159,55 @@ def test_a_nan_validation_score_never_blocks_a_real_one_nor_keeps_the_initial_we
                         selection_metric="score")
     assert result.best_step == best_step
     assert not torch.equal(result.best_state["weight"], initial["weight"])  # never the untrained weights
+
+
+class _RecordingTask(_ScoredTask):
+    """``_ScoredTask``'s linear fit, scored by how close the weights are to the fit's solution, that
+    records the weights each step starts from and the weights each validation sees, and can fail at
+    one step (a crash)."""
+
+    def __init__(self, fail_at_step: int | None = None):
+        super().__init__(nan_evaluations=0)
+        self.step_weights, self.evaluated, self.fail_at_step = [], [], fail_at_step
+
+    def loss(self, model, rng, batch_size, device):
+        if self.fail_at_step is not None and len(self.step_weights) == self.fail_at_step:
+            raise RuntimeError("crash")
+        self.step_weights.append(model.weight.detach().clone())
+        return super().loss(model, rng, batch_size, device)
+
+    def evaluate(self, model):
+        self.evaluated.append(model.weight.detach().clone())
+        return {"score": -float(((model.weight - 1) ** 2).sum())}
+
+
+def _fit(run_dir: Path, task, ema_decay: float = 0.9):
+    from marssep_core.training.loop import LoopConfig, train_loop
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    cfg = LoopConfig(steps=20, batch_size=4, warmup=1, eval_every=5, checkpoint_every=5, device="cpu", ema_decay=ema_decay)
+    result = train_loop(model=model, task=task, cfg=cfg, run_dir=run_dir, fingerprint="ema", selection_metric="score")
+    return model, result
+
+
+def test_the_weight_average_is_what_validation_sees_and_what_is_kept(tmp_path):
+    task = _RecordingTask()
+    model, result = _fit(tmp_path, task)
+    trajectory = [*task.step_weights, model.weight.detach()]  # the weights before each step, then the last
+    average = trajectory[0].clone()
+    for updates, weights in enumerate(trajectory[1:], start=1):
+        decay = min(0.9, (1 + updates) / (10 + updates))
+        average = decay * average + (1 - decay) * weights
+    torch.testing.assert_close(result.best_state["weight"], average)
+    torch.testing.assert_close(task.evaluated[-1], average)
+    assert result.best_step == 20 and not torch.equal(average, model.weight.detach())  # the model keeps its own weights
+
+
+def test_a_run_with_a_weight_average_resumes_bit_identical(tmp_path):
+    _, uninterrupted = _fit(tmp_path / "straight", _RecordingTask())
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit(tmp_path / "crashed", _RecordingTask(fail_at_step=13))  # the checkpoint holds step 10
+    model, resumed = _fit(tmp_path / "crashed", _RecordingTask())
+    _assert_same_weights(uninterrupted.best_state, resumed.best_state)
+    assert [row["loss"] for row in uninterrupted.history] == [row["loss"] for row in resumed.history]

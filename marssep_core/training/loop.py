@@ -14,6 +14,11 @@ metric, a per-step history, and crash safety:
   (dropout, stochastic depth) is seeded from the same triple at every step, for the same reason;
 - the checkpoint carries a fingerprint of the configuration; a run with different settings
   starts over instead of resuming someone else's state.
+
+With ``ema_decay`` > 0 the loop also keeps an exponential moving average of the weights, and
+validation, best-checkpoint selection and the returned best weights use the average (the raw
+weights keep training): one validation then judges where the last few hundred steps have been,
+not the last step's noise.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class LoopConfig:
     bf16: bool = True  # autocast on CUDA only; CPU runs stay in float32
     seed: int = 0
     data_workers: int = 0  # processes drawing batches ahead (prefetch.py; same batches); 0: in the loop
+    ema_decay: float = 0.0  # > 0: validate and keep the moving average of the weights (WeightAverage); 0: off
 
 
 class Task(Protocol):
@@ -138,6 +144,42 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+class WeightAverage:
+    """Exponential moving average of a model's floating-point weights; other buffers (counters) are
+    copied. The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the
+    first steps' weights (far from any optimum) fade out quickly (as in TF's and timm's EMA)."""
+
+    def __init__(self, model: nn.Module, decay: float, state: dict[str, Any] | None = None):
+        self.decay = decay
+        self.updates = 0 if state is None else int(state["updates"])
+        source = model.state_dict() if state is None else state["weights"]
+        device = next(iter(model.state_dict().values())).device
+        self.weights = {k: v.detach().to(device).clone() for k, v in source.items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.weights[key].lerp_(value.detach(), 1.0 - decay)
+            else:
+                self.weights[key].copy_(value)
+
+    @contextlib.contextmanager
+    def applied(self, model: nn.Module):
+        """``model`` holds the averaged weights inside the block, its own weights again after it."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.weights)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own)
+
+    def state(self) -> dict[str, Any]:
+        return {"updates": self.updates, "weights": {k: v.detach().cpu().clone() for k, v in self.weights.items()}}
+
+
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / CHECKPOINT
     if not path.is_file():
@@ -173,12 +215,14 @@ def train_loop(
     best = {"score": -math.inf, "step": 0, "state": _cpu_state(model)}
     if ranks.is_main:
         remove_stale_temporaries(run_dir)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     saved = load_checkpoint(run_dir)
     if saved is not None and saved.get("fingerprint") == fingerprint:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         start, history, best = int(saved["step"]), list(saved["history"]), dict(saved["best"])
+        average = WeightAverage(model, cfg.ema_decay, saved["average"]) if cfg.ema_decay > 0 else None
         if ranks.is_main:
             log.info("%s: resumed from %s at step %d", desc, run_dir / CHECKPOINT, start)
     elif saved is not None and ranks.is_main:
@@ -196,6 +240,8 @@ def train_loop(
         if ranks.is_main:
             state = {"fingerprint": fingerprint, "step": step, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "best": best, "history": history}
+            if average is not None:
+                state["average"] = average.state()
             save_torch_atomic(run_dir / CHECKPOINT, state)
             if history_csv is not None:
                 write_table_atomic(history_csv, pd.DataFrame(history))
@@ -230,6 +276,8 @@ def train_loop(
             grad_norm = torch.nn.utils.clip_grad_norm_(clipped, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update(model)
             row = {
                 "step": step + 1,
                 "loss": float(loss.item()),
@@ -240,13 +288,13 @@ def train_loop(
             done = step + 1 == cfg.steps
             if ranks.is_main and ((step + 1) % cfg.eval_every == 0 or done):
                 model.eval()
-                with torch.no_grad(), autocast:
+                with torch.no_grad(), autocast, (average.applied(model) if average else contextlib.nullcontext()):
                     metrics = task.evaluate(model)
-                row.update({f"val_{k}": v for k, v in metrics.items()})
-                score = metrics[selection_metric]
-                # a NaN score (a metric undefined on this validation set) never blocks a real one
-                if score > best["score"] or best["step"] == 0 or math.isnan(best["score"]):
-                    best = {"score": float(score), "step": step + 1, "state": _cpu_state(model)}
+                    row.update({f"val_{k}": v for k, v in metrics.items()})
+                    score = metrics[selection_metric]
+                    # a NaN score (a metric undefined on this validation set) never blocks a real one
+                    if score > best["score"] or best["step"] == 0 or math.isnan(best["score"]):
+                        best = {"score": float(score), "step": step + 1, "state": _cpu_state(model)}
                 bar.set_postfix({selection_metric: f"{score:.3f}"})
                 log.info("%s step %d: loss %.4f, val %s %.4f", desc, step + 1, row["loss"], selection_metric, score)
             history.append(row)
