@@ -147,7 +147,8 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 class WeightAverage:
     """Exponential moving average of a model's floating-point weights; other buffers (counters) are
     copied. The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the
-    first steps' weights (far from any optimum) fade out quickly (as in TF's and timm's EMA)."""
+    first steps' weights (far from any optimum) fade out quickly (TensorFlow's ExponentialMovingAverage
+    with num_updates ramps the same way)."""
 
     def __init__(self, model: nn.Module, decay: float, state: dict[str, Any] | None = None):
         self.decay = decay
