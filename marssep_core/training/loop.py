@@ -216,18 +216,18 @@ def train_loop(
     best = {"score": -math.inf, "step": 0, "state": _cpu_state(model)}
     if ranks.is_main:
         remove_stale_temporaries(run_dir)
-    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     saved = load_checkpoint(run_dir)
-    if saved is not None and saved.get("fingerprint") == fingerprint:
+    resumed = saved is not None and saved.get("fingerprint") == fingerprint
+    if resumed:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         start, history, best = int(saved["step"]), list(saved["history"]), dict(saved["best"])
-        average = WeightAverage(model, cfg.ema_decay, saved["average"]) if cfg.ema_decay > 0 else None
         if ranks.is_main:
             log.info("%s: resumed from %s at step %d", desc, run_dir / CHECKPOINT, start)
     elif saved is not None and ranks.is_main:
         log.warning("%s: %s belongs to other settings; starting over", desc, run_dir / CHECKPOINT)
+    average = WeightAverage(model, cfg.ema_decay, saved["average"] if resumed else None) if cfg.ema_decay > 0 else None
     trained = (
         nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                             find_unused_parameters=getattr(task, "find_unused_parameters", False))
