@@ -6,11 +6,12 @@ embeddings of train clips, which the encoder also trained on; test audio queries
 per corpus, how many recordings the test pairs' audio queries come from (the figure's effective
 sample size), and the supervised model's audio- and text-query SI-SDRi on the test pairs
 (``metrics/eval_pairs.csv``) split by whether the audio query's nearest class text is the target
-class (how much of the audio-query figure the encoder decides). Results go to
+class (how much of the audio-query figure the encoder decides; ``--encoder-only`` leaves that
+part out, for a query bank whose separator was not evaluated). Results go to
 ``benchmarks/results/query_gap.json``.
 
     python benchmarks/query_gap.py [--queries data/query_bank.pt] [--bank data/audio_bank] \
-        [--pairs data/clean/test_pairs.csv] [--eval-pairs metrics/eval_pairs.csv]
+        [--pairs data/clean/test_pairs.csv] [--eval-pairs metrics/eval_pairs.csv | --encoder-only] [--out FILE]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from marssep_core.separation.queries import QueryBank
@@ -33,6 +35,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, default=ROOT / "data" / "clean" / "test_pairs.csv")
     parser.add_argument("--eval-pairs", type=Path, default=ROOT / "metrics" / "eval_pairs.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "query_gap.json")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="skip the separator's scores (a query bank whose model was not evaluated, e.g. an encoder lever's)")
     args = parser.parse_args()
     queries = QueryBank.load(args.queries)
     clips = pd.read_parquet(args.bank / "index.parquet")
@@ -51,13 +55,16 @@ def main() -> None:
                  "classes_with_one": int((per_class[corpus] == 1).sum())}
         for corpus, group in pairs.groupby("corpus")
     }
-    by_query = audio_queries_by_nearest_text(queries, pairs, pd.read_csv(args.eval_pairs, keep_default_na=False))
+    by_query = None if args.encoder_only else audio_queries_by_nearest_text(queries, pairs, pd.read_csv(args.eval_pairs, keep_default_na=False))
+    pairs_right = {corpus: round(float(np.mean(nearest_text_is(queries, group["query_audio_clip"], group["target_class"]))), 3)
+                   for corpus, group in pairs.groupby("corpus")}
     args.out.write_text(json.dumps({"encoder": queries.encoder, "by_corpus_split": result,
                                     "test_audio_query_recordings": query_recordings,
+                                    "test_pairs_audio_query_nearest_target": pairs_right,
                                     "supervised_si_sdri_by_audio_query": by_query}, indent=2) + "\n")
     print(table.to_string())
     print(json.dumps(query_recordings, indent=1))
-    print(json.dumps(by_query, indent=1))
+    print(json.dumps({"test_pairs_audio_query_nearest_target": pairs_right, "by_query": by_query}, indent=1))
 
 
 def nearest_text_is(queries: QueryBank, clip_ids: pd.Series, labels: pd.Series) -> list[bool]:
