@@ -20,7 +20,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from marssep_core.separation.queries import QueryBank
@@ -55,9 +54,9 @@ def main() -> None:
                  "classes_with_one": int((per_class[corpus] == 1).sum())}
         for corpus, group in pairs.groupby("corpus")
     }
-    by_query = None if args.encoder_only else audio_queries_by_nearest_text(queries, pairs, pd.read_csv(args.eval_pairs, keep_default_na=False))
-    pairs_right = {corpus: round(float(np.mean(nearest_text_is(queries, group["query_audio_clip"], group["target_class"]))), 3)
-                   for corpus, group in pairs.groupby("corpus")}
+    pairs = pairs.assign(query_nearest_target=nearest_text_is(queries, pairs["query_audio_clip"], pairs["target_class"]))
+    pairs_right = pairs.groupby("corpus")["query_nearest_target"].mean().round(3).to_dict()
+    by_query = None if args.encoder_only else audio_queries_by_nearest_text(pairs, pd.read_csv(args.eval_pairs, keep_default_na=False))
     args.out.write_text(json.dumps({"encoder": queries.encoder, "by_corpus_split": result,
                                     "test_audio_query_recordings": query_recordings,
                                     "test_pairs_audio_query_nearest_target": pairs_right,
@@ -73,11 +72,11 @@ def nearest_text_is(queries: QueryBank, clip_ids: pd.Series, labels: pd.Series) 
     return [queries.classes[i] == label for i, label in zip(nearest, labels)]
 
 
-def audio_queries_by_nearest_text(queries: QueryBank, pairs: pd.DataFrame, scores: pd.DataFrame) -> dict:
+def audio_queries_by_nearest_text(pairs: pd.DataFrame, scores: pd.DataFrame) -> dict:
     """Per corpus, the supervised model's mean audio- and text-query SI-SDRi on the pairs whose
-    audio query's nearest class text is (or is not) the target class."""
+    audio query's nearest class text is (or is not) the target class (``pairs``'
+    ``query_nearest_target`` column)."""
     supervised = scores[scores["system"] == "supervised"].pivot(index="pair_id", columns="modality", values="si_sdri")
-    pairs = pairs.assign(query_nearest_target=nearest_text_is(queries, pairs["query_audio_clip"], pairs["target_class"]))
     joined = pairs.join(supervised[["audio", "text"]], on="pair_id")
     return {
         f"{corpus}.{'nearest_target' if hit else 'nearest_other'}": {
