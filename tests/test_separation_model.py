@@ -142,6 +142,17 @@ def test_oracle_ratio_mask_separates_two_tones():
     assert pair_si_sdri(estimate.numpy()[None], reference, si_sdr_np(mixture.numpy()[None], reference))[1][0] > 15
 
 
+def test_the_temperature_divides_the_logits_and_travels_in_the_model_file(tmp_path):
+    torch.manual_seed(0)
+    plain = MaskUNet(TINY)
+    soft = MaskUNet(dataclasses.replace(TINY, temperature=2.0))
+    soft.load_state_dict(plain.state_dict())
+    magnitude, query = torch.rand(2, TINY.n_freq, 9), torch.randn(2, TINY.query_dim)
+    torch.testing.assert_close(soft(magnitude, query), plain(magnitude, query) / 2.0)
+    save_separator(tmp_path / "sep.pt", Separator(soft, AUDIO), {"path": "enc.pt", "md5": "x"}, {"stage": "test"})
+    assert load_separator(tmp_path / "sep.pt")[0].mask_net.cfg.temperature == 2.0
+
+
 def test_separator_round_trips_through_its_model_file(tmp_path):
     torch.manual_seed(0)
     separator = Separator(MaskUNet(TINY), AUDIO).eval()

@@ -21,10 +21,12 @@ from marssep_core.config import AudioConfig, TestPairsConfig, build
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.encoders.fusion import combine
 from marssep_core.separation.data import (
+    REVERB_DRR_DB,
     MixingConfig,
     MixtureSampler,
     pair_queries,
     pair_signals,
+    synthetic_reverb,
 )
 from marssep_core.separation.queries import QueryBank, mixup_queries, negative_query, unseen_recording_noise
 from marssep_core.separation.separator import load_separator
@@ -140,6 +142,16 @@ def test_supervised_stage_writes_model_metrics_and_history(separator_assets, tmp
     separator, info = load_separator(tmp_path / "sep.pt")
     assert info["meta"]["step"] == report["best_step"] and info["encoder"]["md5"]
     assert separator.sample_rate == 16000
+    # the kept temperature is the best on the validation pairs, and the model file carries it
+    scores = {float(t): v for t, v in report["calibration"]["val_si_sdri_text"].items()}
+    assert set(scores) == set(SupervisedConfig().mask_temperatures)
+    assert scores[report["calibration"]["temperature"]] == max(scores.values())
+    assert separator.mask_net.cfg.temperature == report["calibration"]["temperature"]
+
+
+def test_mask_temperatures_must_be_positive():
+    with pytest.raises(ValueError, match="mask_temperatures"):
+        SupervisedConfig(mask_temperatures=(1.0, 0.0))
 
 
 def _train_command(a, out: Path, params: Path) -> list[str]:
@@ -213,6 +225,28 @@ def test_augmentation_changes_sources_but_keeps_the_mixture_identity(separator_a
     augmented = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5, speed_range=0.2, tilt_range=0.5))
     a, b = plain.sample(6, np.random.default_rng(1)), augmented.sample(6, np.random.default_rng(1))
     assert b.mixture.shape == a.mixture.shape
+    torch.testing.assert_close(b.mixture, b.target + b.interferer)
+    assert not torch.allclose(a.target, b.target)
+
+
+def test_synthetic_reverb_keeps_the_direct_path_and_draws_a_decaying_tail():
+    rate, impulse = 16000, np.zeros(16000, dtype=np.float32)
+    impulse[0] = 1.0
+    response = synthetic_reverb(impulse, rate, rt60_max=0.8, rng=np.random.default_rng(3))
+    assert response.shape == impulse.shape and response.dtype == np.float32
+    assert response[0] == pytest.approx(1.0)
+    drr_db = -10 * np.log10(np.sum(response[1:].astype(np.float64) ** 2))
+    assert REVERB_DRR_DB[0] - 0.01 <= drr_db <= REVERB_DRR_DB[1] + 0.01
+    early, late = np.sum(response[1:801] ** 2), np.sum(response[1601:2401] ** 2)
+    assert late < early / 2  # the tail decays
+    np.testing.assert_array_equal(response, synthetic_reverb(impulse, rate, rt60_max=0.8, rng=np.random.default_rng(3)))
+
+
+def test_reverb_changes_sources_and_keeps_the_mixture_identity(separator_assets):
+    bank, queries = load_audio_bank(separator_assets.bank), QueryBank.load(separator_assets.queries)
+    dry = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5))
+    wet = MixtureSampler(bank, queries, "train", MixingConfig(crop_seconds=0.5, reverb_prob=1.0))
+    a, b = dry.sample(4, np.random.default_rng(2)), wet.sample(4, np.random.default_rng(2))
     torch.testing.assert_close(b.mixture, b.target + b.interferer)
     assert not torch.allclose(a.target, b.target)
 

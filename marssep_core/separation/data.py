@@ -48,6 +48,11 @@ class MixingConfig:
     # random equaliser (timbre: another soundfont, microphone or room): a gain curve through
     # ``EQ_POINTS`` log-spaced frequencies, each uniform in [-eq_db, eq_db] dB, applied by FFT
     eq_db: float = 0.0
+    # synthetic room on a source with probability ``reverb_prob`` (real recordings carry a room; the
+    # soundfont renders are dry): direct path plus exponentially decaying noise, RT60 uniform in
+    # [``REVERB_RT60_MIN``, ``reverb_rt60_max``] s, direct-to-reverberant ratio uniform in ``REVERB_DRR_DB``
+    reverb_prob: float = 0.0
+    reverb_rt60_max: float = 0.8
     # noise on the training query: q = normalize(q + query_noise * g), g ~ N(0, I / D), so the
     # separator does not need the exact embeddings of its few training recordings
     query_noise: float = 0.0
@@ -62,6 +67,8 @@ class MixingConfig:
 
 
 EQ_POINTS = 6
+REVERB_RT60_MIN = 0.15
+REVERB_DRR_DB = (0.0, 12.0)
 
 
 def random_equalizer(piece: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -74,6 +81,22 @@ def random_equalizer(piece: np.ndarray, sample_rate: int, max_db: float, rng: np
     frequencies = np.maximum(np.fft.rfftfreq(len(piece), 1.0 / sample_rate), anchors[0])
     gain = 10.0 ** (np.interp(np.log(frequencies), np.log(anchors), gains_db) / 20.0)
     return np.fft.irfft(spectrum * gain, n=len(piece)).astype(np.float32)
+
+
+def synthetic_reverb(piece: np.ndarray, sample_rate: int, rt60_max: float, rng: np.random.Generator) -> np.ndarray:
+    """``piece (N,)`` convolved with a random room response, cut back to ``N`` samples: a unit
+    direct path, then Gaussian noise under an envelope falling 60 dB in RT60 seconds (uniform in
+    [``REVERB_RT60_MIN``, ``rt60_max``]), scaled so the direct-to-reverberant energy ratio is
+    uniform in ``REVERB_DRR_DB``."""
+    rt60 = float(rng.uniform(REVERB_RT60_MIN, max(REVERB_RT60_MIN, rt60_max)))
+    drr_db = float(rng.uniform(*REVERB_DRR_DB))
+    times = np.arange(1, int(rt60 * sample_rate)) / sample_rate
+    tail = rng.standard_normal(len(times)) * np.exp(-3.0 * np.log(10.0) * times / rt60)
+    tail *= np.sqrt(10.0 ** (-drr_db / 10.0) / np.sum(tail**2))
+    response = np.concatenate([[1.0], tail])
+    size = 1 << (len(piece) + len(response) - 2).bit_length()  # a power of two: fast FFTs, no wrap-around
+    wet = np.fft.irfft(np.fft.rfft(piece, size) * np.fft.rfft(response, size), n=size)
+    return wet[: len(piece)].astype(np.float32)
 
 
 @dataclass
@@ -139,6 +162,9 @@ class MixtureSampler:
             piece = piece - np.float32(coefficient) * np.concatenate([[np.float32(0.0)], piece[:-1]])
         if self.cfg.eq_db:
             piece = random_equalizer(piece, self.bank.sample_rate, self.cfg.eq_db, rng)
+        # the draw only when reverb is on, so recipes without it keep their batches
+        if self.cfg.reverb_prob and rng.random() < self.cfg.reverb_prob:
+            piece = synthetic_reverb(piece, self.bank.sample_rate, self.cfg.reverb_rt60_max, rng)
         return piece
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> MixBatch:

@@ -48,6 +48,9 @@ class MaskNetConfig:
     # standardise the log-magnitude over its non-silent bins only: a short clip zero-padded to a
     # 4 s crop is mostly digital silence, whose floor would otherwise set the mean and the scale
     active_norm: bool = False
+    # the logits are divided by it: 1 while training; afterwards ``train_supervised`` picks it on
+    # the validation pairs (``mask_temperatures``), softening a mask the weighted BCE makes too sure
+    temperature: float = 1.0
 
 
 def _warp_positions(n_freq: int, bins: int) -> torch.Tensor:
@@ -187,7 +190,7 @@ class MaskUNet(nn.Module):
         logits = logits[:, :bins, :frames]
         if self.to_linear is not None:
             logits = torch.matmul(self.to_linear, logits)
-        return logits
+        return logits / self.cfg.temperature
 
     def mask(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """The mask proposal ``P`` in [0, 1], ``(B, F, T)``."""

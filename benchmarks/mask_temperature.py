@@ -1,0 +1,88 @@
+"""SI-SDRi of one trained separator at each mask temperature, on the validation pairs (where
+``train_supervised`` picks it), the test pairs and the cross-source set.
+
+The mask is ``sigmoid(logits / T)``; ``train_supervised`` keeps the ``T`` of
+``mask_temperatures`` with the best validation text SI-SDRi. This shows what each ``T`` does per
+corpus and query kind, and whether the validation choice carries over to the test pairs and to
+recordings of packages and players no stage trains on.
+
+    python benchmarks/mask_temperature.py   # -> benchmarks/results/mask_temperature.json
+    python benchmarks/mask_temperature.py --model <another run>/separator_sup.pt --chosen-only --out <json>
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from marssep_core.audio.signal import mean_and_stderr
+from marssep_core.config import CleanConfig, load_section
+from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.data.cross_source import open_cross_source
+from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
+from marssep_core.separation.queries import QueryBank
+from marssep_core.separation.separator import load_separator
+from marssep_core.separation.stages import SupervisedConfig, validation_pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("models/separator_sup.pt"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mask_temperature.json"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--chosen-only", action="store_true",
+                        help="test and cross-source pairs at T = 1 and the validation's choice only (all T on validation)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    separator, _ = load_separator(args.model)
+    bank, queries = load_audio_bank(Path("data/audio_bank")), QueryBank.load(Path("data/query_bank.pt"))
+    cfg = load_section(SupervisedConfig, "train_supervised", args.params)
+    pairs_cfg = load_section(CleanConfig, "clean", args.params).test_pairs
+    sets = {
+        "val": (bank, validation_pairs(bank, Path("data/raw"), cfg.validation)),
+        "test": (bank, pd.read_csv("data/clean/test_pairs.csv", keep_default_na=False)),
+        "cross_source": open_cross_source(directory=Path("data/cross_source"), raw_dir=Path("data/raw"), corpus_clips=bank.index,
+                                          sample_rate=bank.sample_rate, cfg=pairs_cfg),
+    }
+    kept = separator.mask_net.cfg.temperature
+
+    def scored(temperature: float, name: str) -> pd.DataFrame:
+        separator.mask_net.cfg = dataclasses.replace(separator.mask_net.cfg, temperature=float(temperature))
+        set_bank, pairs = sets[name]
+        return evaluate_pairs(separator=separator, pairs=pairs, bank=set_bank, queries=queries, oracle=False,
+                              kinds=("text", "audio"))[1]
+
+    val = {float(t): scored(t, "val") for t in cfg.mask_temperatures}
+    chosen = max(val, key=lambda t: val[t]["si_sdri_text"].mean())  # what calibrate_temperature picks
+    shown = sorted({1.0, chosen}) if args.chosen_only else list(val)
+    results = {}
+    for name in sets:
+        tables = {t: val[t] if name == "val" else scored(t, name) for t in (list(val) if name == "val" else shown)}
+        results[name] = {str(t): {"all": {k: round(float(table[f"si_sdri_{k}"].mean()), 3) for k in ("text", "audio")},
+                                  **corpus_means(table)} for t, table in tables.items()}
+        if chosen != 1.0:
+            results[name]["paired_chosen_minus_1"] = paired_difference(tables[1.0], tables[chosen])
+        print(name, json.dumps(results[name]), flush=True)
+    args.out.write_text(json.dumps({"model": str(args.model), "kept_temperature": kept, "val_chosen_temperature": chosen,
+                                    "si_sdri": results}, indent=1) + "\n")
+
+
+def paired_difference(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """``{corpus: {kind: [mean, s.e.]}}`` of the per-pair SI-SDRi difference ``after - before``."""
+    out = {}
+    for corpus in ["all", *sorted(before["corpus"].unique())]:
+        rows = np.ones(len(before), dtype=bool) if corpus == "all" else (before["corpus"] == corpus).to_numpy()
+        out[corpus] = {kind: [round(v, 3) for v in mean_and_stderr(
+            (after[f"si_sdri_{kind}"] - before[f"si_sdri_{kind}"]).to_numpy()[rows])] for kind in ("text", "audio")}
+    return out
+
+
+if __name__ == "__main__":
+    main()
