@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from paired_delta import test_and_cross_source_sets  # benchmarks/, the script's folder
 
 from marssep_core.audio.features import frame_rms_db
-from marssep_core.config import CleanConfig, load_section
 from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.data.cross_source import open_cross_source
 from marssep_core.separation.data import pair_signals
 from marssep_core.separation.evaluate import evaluate_pairs
 from marssep_core.separation.queries import QueryBank
@@ -48,12 +47,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     separator, _ = load_separator(args.model)
     bank, queries = load_audio_bank(Path("data/audio_bank")), QueryBank.load(Path("data/query_bank.pt"))
-    pairs_cfg = load_section(CleanConfig, "clean", Path("params.yaml")).test_pairs
-    sets = {
-        "test": (bank, pd.read_csv("data/clean/test_pairs.csv", keep_default_na=False)),
-        "cross_source": open_cross_source(directory=Path("data/cross_source"), raw_dir=Path("data/raw"), corpus_clips=bank.index,
-                                          sample_rate=bank.sample_rate, cfg=pairs_cfg),
-    }
+    sets = test_and_cross_source_sets(Path("."), bank)
     result: dict = {"model": str(args.model), "active_db": ACTIVE_DB, "by_activity": {}}
     for name, (set_bank, pairs) in sets.items():
         _, table = evaluate_pairs(separator=separator, pairs=pairs, bank=set_bank, queries=queries, oracle=False, kinds=("text",))

@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
+from paired_delta import paired_summary, test_and_cross_source_sets  # benchmarks/, the script's folder
 
-from marssep_core.audio.signal import mean_and_stderr
-from marssep_core.config import CleanConfig, load_section
+from marssep_core.config import load_section
 from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.data.cross_source import open_cross_source
 from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator
@@ -44,13 +43,7 @@ def main() -> None:
     separator, _ = load_separator(args.model)
     bank, queries = load_audio_bank(Path("data/audio_bank")), QueryBank.load(Path("data/query_bank.pt"))
     cfg = load_section(SupervisedConfig, "train_supervised", args.params)
-    pairs_cfg = load_section(CleanConfig, "clean", args.params).test_pairs
-    sets = {
-        "val": (bank, validation_pairs(bank, Path("data/raw"), cfg.validation)),
-        "test": (bank, pd.read_csv("data/clean/test_pairs.csv", keep_default_na=False)),
-        "cross_source": open_cross_source(directory=Path("data/cross_source"), raw_dir=Path("data/raw"), corpus_clips=bank.index,
-                                          sample_rate=bank.sample_rate, cfg=pairs_cfg),
-    }
+    sets = {"val": (bank, validation_pairs(bank, Path("data/raw"), cfg.validation)), **test_and_cross_source_sets(Path("."), bank)}
     kept = separator.mask_net.cfg.temperature
 
     def scored(temperature: float, name: str) -> pd.DataFrame:
@@ -59,7 +52,9 @@ def main() -> None:
         return evaluate_pairs(separator=separator, pairs=pairs, bank=set_bank, queries=queries, oracle=False,
                               kinds=("text", "audio"))[1]
 
+    started = time.perf_counter()
     val = {float(t): scored(t, "val") for t in cfg.mask_temperatures}
+    val_seconds = round(time.perf_counter() - started, 1)  # the work of the stage's calibration
     chosen = max(val, key=lambda t: val[t]["si_sdri_text"].mean())  # what calibrate_temperature picks
     shown = sorted({1.0, chosen}) if args.chosen_only else list(val)
     results = {}
@@ -68,20 +63,13 @@ def main() -> None:
         results[name] = {str(t): {"all": {k: round(float(table[f"si_sdri_{k}"].mean()), 3) for k in ("text", "audio")},
                                   **corpus_means(table)} for t, table in tables.items()}
         if chosen != 1.0:
-            results[name]["paired_chosen_minus_1"] = paired_difference(tables[1.0], tables[chosen])
+            results[name]["paired_chosen_minus_1"] = {
+                corpus: {kind: [v["delta"], v["delta_se"]] for kind, v in kinds.items()}
+                for corpus, kinds in paired_summary(tables[1.0], tables[chosen]).items()}
         print(name, json.dumps(results[name]), flush=True)
     args.out.write_text(json.dumps({"model": str(args.model), "kept_temperature": kept, "val_chosen_temperature": chosen,
+                                    "val_seconds": val_seconds, "threads": args.threads,
                                     "si_sdri": results}, indent=1) + "\n")
-
-
-def paired_difference(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
-    """``{corpus: {kind: [mean, s.e.]}}`` of the per-pair SI-SDRi difference ``after - before``."""
-    out = {}
-    for corpus in ["all", *sorted(before["corpus"].unique())]:
-        rows = np.ones(len(before), dtype=bool) if corpus == "all" else (before["corpus"] == corpus).to_numpy()
-        out[corpus] = {kind: [round(v, 3) for v in mean_and_stderr(
-            (after[f"si_sdri_{kind}"] - before[f"si_sdri_{kind}"]).to_numpy()[rows])] for kind in ("text", "audio")}
-    return out
 
 
 if __name__ == "__main__":

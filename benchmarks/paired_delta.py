@@ -30,7 +30,7 @@ import torch
 
 from marssep_core.audio.signal import mean_and_stderr
 from marssep_core.config import CleanConfig, load_section
-from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.data.audio_bank import AudioBank, load_audio_bank
 from marssep_core.data.cross_source import open_cross_source
 from marssep_core.separation.evaluate import evaluate_pairs
 from marssep_core.separation.queries import QueryBank
@@ -67,6 +67,15 @@ def score(checkout: Path, pairs: pd.DataFrame | None, model: Path, cross_source:
                                         sample_rate=bank.sample_rate, cfg=pairs_cfg)
     _, table = evaluate_pairs(separator=separator, pairs=pairs, bank=bank, queries=queries, oracle=False)
     return table
+
+
+def test_and_cross_source_sets(checkout: Path, bank: AudioBank) -> dict[str, tuple[AudioBank, pd.DataFrame]]:
+    """``{"test": (bank, test pairs), "cross_source": (its bank, its pairs)}`` of ``checkout``,
+    the cross-source pairs drawn by the checkout's test-pair recipe."""
+    pairs_cfg = load_section(CleanConfig, "clean", checkout / "params.yaml").test_pairs
+    return {"test": (bank, pd.read_csv(checkout / "data/clean/test_pairs.csv", keep_default_na=False)),
+            "cross_source": open_cross_source(directory=checkout / "data/cross_source", raw_dir=checkout / "data/raw",
+                                              corpus_clips=bank.index, sample_rate=bank.sample_rate, cfg=pairs_cfg)}
 
 
 def paired_summary(baseline: pd.DataFrame, new: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
