@@ -27,6 +27,7 @@ from marssep_core.rl.reward import (
     load_mlbp,
 )
 from marssep_core.rl.stage import RLConfig, RLPaths, hacking_watch, run_rl_stage
+from marssep_core.rl.task import RLTask
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator, save_separator
 from marssep_core.separation.stages import UNetParams, build_separator
@@ -99,7 +100,8 @@ def _run(separator_assets, rl_inputs, tmp_path, **overrides):
 
 def test_train_rl_stage_writes_model_metrics_and_history(separator_assets, rl_inputs, tmp_path):
     report = _run(separator_assets, rl_inputs, tmp_path)
-    assert report["steps"] == 4 and report["best_step"] in (2, 4) and report["replicas_identical"]
+    assert report["steps"] == 4 and report["best_trained_step"] in (2, 4) and report["replicas_identical"]
+    assert report["best_step"] == (0 if report["kept_start"] else report["best_trained_step"])
     assert set(report["val_start"]) == {"si_sdri_text", "si_sdri_audio", "reward", "reward_semantic", "judge_clap_t", "judge_leakage"}
     assert set(report["reward_hacking"]) == {"delta", "diverged"}
     history = pd.read_csv(tmp_path / "history.csv")
@@ -112,7 +114,30 @@ def test_train_rl_stage_writes_model_metrics_and_history(separator_assets, rl_in
     assert info["meta"]["stage"] == "train_rl" and info["meta"]["step"] == report["best_step"]
     initial, _ = load_separator(rl_inputs / "sep.pt")
     changed = any(not torch.equal(a, b) for a, b in zip(separator.state_dict().values(), initial.state_dict().values()))
-    assert changed and not (tmp_path / "run" / "last.pt").exists()
+    assert changed != report["kept_start"] and not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("trend", [-1.0, 1.0])
+def test_the_start_is_kept_when_no_step_beats_it_on_validation(separator_assets, rl_inputs, tmp_path, monkeypatch, trend):
+    """Validation rewards shifted by ``trend`` per evaluation: falling, the start (first evaluation)
+    wins and the saved weights are the initial ones; rising, the last step wins."""
+    evaluate, calls = RLTask.evaluate, []
+
+    def trending(self, model):
+        calls.append(1)
+        metrics = evaluate(self, model)
+        return {**metrics, "reward": metrics["reward"] + trend * 100.0 * len(calls)}
+
+    monkeypatch.setattr(RLTask, "evaluate", trending)
+    report = _run(separator_assets, rl_inputs, tmp_path)
+    separator, info = load_separator(tmp_path / "rl.pt")
+    initial, _ = load_separator(rl_inputs / "sep.pt")
+    same = all(torch.equal(a, b) for a, b in zip(separator.state_dict().values(), initial.state_dict().values()))
+    if trend < 0:
+        assert report["kept_start"] and report["best_step"] == 0 == info["meta"]["step"] and same
+        assert report["val_best"] == report["val_start"] and report["best_trained_step"] == 2
+    else:
+        assert not report["kept_start"] and report["best_step"] == 4 == info["meta"]["step"] and not same
 
 
 def test_inner_epochs_reuse_the_rollout_so_ratios_move(separator_assets, rl_inputs, tmp_path):

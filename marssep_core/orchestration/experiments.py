@@ -18,6 +18,7 @@ from typing import Any
 # query modality, and the paired RL - supervised differences.
 DEFAULT_METRICS: tuple[str, ...] = (
     "metrics/rl.json:best_step",
+    "metrics/rl.json:kept_start",
     "metrics/rl.json:improvement_at_best.*",
     "metrics/rl.json:reward_hacking.diverged",
     "metrics/eval.json:all.*.*.sdr",

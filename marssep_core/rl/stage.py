@@ -3,13 +3,16 @@
 Starts from ``models/separator_sup.pt``; the reward model is the frozen aligned encoder
 (``rl.reward_encoder``, stage 3 by default) with the MLBP anchor (``rl.reward_mlbp``); the
 independent judge of the evaluation watches for reward hacking. Runs on ``loop.train_loop``
-(device, bf16 autocast for the policy, DDP, atomic checkpoints, resume). Writes
-``models/separator_rl.pt``, ``metrics/rl.json`` and the per-step ``metrics/rl_history.csv``.
+(device, bf16 autocast for the policy, DDP, atomic checkpoints, resume). The saved weights are
+the best on ``rl.select`` among the validated steps and the start: a run whose steps all score
+below its start keeps the start (``kept_start`` in the metrics). Writes ``models/separator_rl.pt``,
+``metrics/rl.json`` and the per-step ``metrics/rl_history.csv``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,7 @@ class RLConfig(PolicyConfig):
     reward: RewardConfig = RewardConfig()
     reward_encoder: str = "models/encoder/stage3.pt"
     reward_mlbp: str = "models/encoder/mlbp.pt"
-    select: str = "reward"  # validation metric that picks the saved checkpoint
+    select: str = "reward"  # validation metric that picks the saved checkpoint (the start included)
     hacking_margin: float = 0.5  # judge CLAP_t drop (points) that, with a rising reward, flags hacking
     mixing: MixingConfig = MixingConfig()
     # fine-tuning: fewer steps at a tenth of the supervised learning rate, half the batch
@@ -126,6 +129,7 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
     )
     separator.to(resolve_device(cfg.loop.device)).eval()
     start = task.evaluate(separator.mask_net)
+    start_state = {k: v.detach().cpu().clone() for k, v in separator.mask_net.state_dict().items()}
     fingerprint = fingerprint_of(cfg, audio, queries.encoder, md5_file(paths.init), md5_file(encoder_path))
     result = train_loop(
         model=separator.mask_net,
@@ -139,15 +143,22 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
     )
     if not result.dist.is_main:
         return None
-    history = [{"step": 0, **{f"val_{k}": v for k, v in start.items()}}, *result.history]
-    separator.mask_net.load_state_dict(result.best_state)
+    start_row = {"step": 0, **{f"val_{k}": v for k, v in start.items()}}
+    history = [start_row, *result.history]
+    # The start competes with the trained steps on the same metric: when no step beats it on
+    # validation, fine-tuning made nothing better and the stage keeps (and serves) the start.
+    kept_start = not result.best_score > start[cfg.select] and not math.isnan(start[cfg.select])
+    best_step = 0 if kept_start else result.best_step
+    separator.mask_net.load_state_dict(start_state if kept_start else result.best_state)
     separator.cpu().eval()
-    best = next(row for row in result.history if row["step"] == result.best_step)
+    best = start_row if kept_start else next(row for row in result.history if row["step"] == best_step)
     final = next(row for row in reversed(result.history) if "val_reward" in row)
     report = {
         "steps": cfg.loop.steps,
         "selected_by": cfg.select,
-        "best_step": result.best_step,
+        "best_step": best_step,
+        "kept_start": kept_start,
+        "best_trained_step": result.best_step,
         "val_start": start,
         "val_best": _val(best),
         "val_final": _val(final),
@@ -157,7 +168,7 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
         "processes": result.dist.world_size,
         "replicas_identical": len(set(result.replica_digests)) == 1,
     }
-    save_separator(paths.out, separator, info["encoder"], {"stage": "train_rl", "step": result.best_step, "init": str(paths.init),
+    save_separator(paths.out, separator, info["encoder"], {"stage": "train_rl", "step": best_step, "init": str(paths.init),
                                                            "selected_by": cfg.select, "val": _val(best)})
     write_table_atomic(paths.history, pd.DataFrame(history))
     write_json_atomic(paths.metrics, report)
