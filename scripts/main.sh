@@ -8,7 +8,7 @@ source .venv/bin/activate
 export DVC_NO_ANALYTICS=1
 
 marssep data build-default --out data/raw
-# The General MIDI soundfonts that training renders instrument melodies from (data/soundfonts.dvc).
+# The General MIDI soundfonts that training renders instrument melodies from (Debian and npm; data/soundfonts.dvc).
 marssep data soundfonts --out data/soundfonts
 # The cross-source evaluation set: recordings of a package held out of training (data/cross_source.dvc).
 marssep data cross-source --out data/cross_source

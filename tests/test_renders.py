@@ -19,6 +19,7 @@ from marssep_core.data.soundfonts import (
     COLUMNS,
     HELD_OUT_PACKAGES,
     TABLE,
+    TRAINING_BANK_KEYS,
     TRAINING_SOUNDFONTS,
     HeldOutSoundfontError,
     check_trainable,
@@ -98,6 +99,9 @@ def test_render_prob_zero_draws_the_batches_of_a_sampler_without_renders(separat
         MixtureSampler(bank, queries, "train", MixingConfig(render_prob=0.5))
     with pytest.raises(ValueError, match="soundfont folder"):
         training_sampler(bank, queries, MixingConfig(render_prob=0.5), None)
+    # with renders off the soundfont folder is never read: a missing one draws the same batches
+    absent = training_sampler(bank, queries, cfg, Path("/nonexistent/soundfonts")).sample(8, np.random.default_rng(5))
+    torch.testing.assert_close(plain.mixture, absent.mixture)
 
 
 def test_training_soundfonts_are_all_trainable_and_the_test_font_is_held_out():
@@ -108,7 +112,7 @@ def test_training_soundfonts_are_all_trainable_and_the_test_font_is_held_out():
     assert "timgm6mb-soundfont" in HELD_OUT_PACKAGES
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section in (params["train_supervised"], params["rl"]):
-        assert set(section["mixing"]["render_soundfonts"]) <= set(TRAINING_SOUNDFONTS)
+        assert set(section["mixing"]["render_soundfonts"]) <= set(TRAINING_BANK_KEYS)
 
 
 def _table(directory: Path, rows: list[dict]) -> None:

@@ -151,6 +151,9 @@ class SoundfontRenderer:
         self.sfid = self.synth.sfload(str(soundfont))
         if self.sfid < 0:
             raise RuntimeError(f"{soundfont}: fluidsynth could not load this soundfont")
+        self.soundfont = Path(soundfont)
+        # GM programs of bank 0 this soundfont has (a sampled bank may cover only some instruments)
+        self.programs = frozenset(p for p in range(128) if self.synth.sfpreset_name(self.sfid, 0, p) is not None)
 
     def render(self, program: int, seed: int, seconds: float, style: MelodyStyle = MelodyStyle()) -> np.ndarray:
         notes = make_melody(program, seed, seconds, style)
@@ -165,20 +168,28 @@ RENDER_GAIN = 0.6  # fluidsynth's master gain (the corpus's); mixing RMS-normali
 
 class FreshRenders:
     """Instrument sources drawn on the fly: per call a new melody in ``STYLES[style]`` on a random
-    soundfont of ``soundfonts`` (``{key: file}``, loaded once), for the classes of ``programs``."""
+    soundfont of ``soundfonts`` (``{key: file}``, loaded once) among those with the class's program,
+    for the classes of ``programs``."""
 
     def __init__(self, soundfonts: dict[str, Path], programs: dict[str, int], sample_rate: int, style: str = "lively"):
         if style not in STYLES:
             raise ValueError(f"mixing.render_style must be one of {sorted(STYLES)}, got {style!r}")
         self.style = STYLES[style]
         self.programs = dict(programs)
-        self.renderers = [SoundfontRenderer(soundfonts[k], sample_rate, RENDER_GAIN) for k in sorted(soundfonts)]
+        renderers = [SoundfontRenderer(soundfonts[k], sample_rate, RENDER_GAIN) for k in sorted(soundfonts)]
+        # per class, the soundfonts that have its program: a render never falls back to another preset
+        self.renderers = {label: [r for r in renderers if program in r.programs] for label, program in self.programs.items()}
+        missing = sorted(label for label, found in self.renderers.items() if not found)
+        if missing:
+            raise ValueError(f"no soundfont of {sorted(soundfonts)} has a preset for {missing} "
+                             f"(programs {[self.programs[m] for m in missing]})")
         self.sample_rate = sample_rate
 
     def render(self, label: str, samples: int, rng: np.random.Generator) -> np.ndarray:
         """``(samples,)`` float32 of class ``label``: a window at a random offset into a melody
         half a second longer, so onsets fall anywhere and the end may ring out."""
-        renderer = self.renderers[int(rng.integers(len(self.renderers)))]
+        candidates = self.renderers[label]
+        renderer = candidates[int(rng.integers(len(candidates)))]
         seed = int(rng.integers(0, 2**31))
         tail = self.sample_rate // 2
         wave = renderer.render(self.programs[label], seed, (samples + tail) / self.sample_rate, self.style)

