@@ -57,8 +57,8 @@ def test_written_bank_plays_each_key_from_its_nearest_sample_at_the_right_pitch(
     renderer = SoundfontRenderer(path, RATE, gain=0.6)
     assert renderer.programs == {40}
     for key in (48, 55, 67, 72):  # 55 and 67: transposed from the 48 and 72 recordings
-        wave = render_melody(renderer.synth, renderer.sfid, 40, [Note(start=0.0, duration=0.9, pitches=(key,), velocity=100)],
-                             1.0, RATE)
+        wave = render_melody(synth=renderer.synth, sfid=renderer.sfid, program=40, seconds=1.0, sample_rate=RATE,
+                             notes=[Note(start=0.0, duration=0.9, pitches=(key,), velocity=100)])
         assert _f0(wave) == pytest.approx(440.0 * 2 ** ((key - 69) / 12), rel=0.03), key
     renderer.close()
     with pytest.raises(ValueError, match="mono int16"):
@@ -118,7 +118,8 @@ def test_tonejs_bank_is_built_from_the_cached_package_and_plays(tmp_path, monkey
     assert again == rows and (tmp_path / "tonejs.sf2").read_bytes() == (tmp_path / "again.sf2").read_bytes()
     renderer = SoundfontRenderer(tmp_path / "tonejs.sf2", RATE, gain=0.6)
     assert renderer.programs == {42}
-    wave = render_melody(renderer.synth, renderer.sfid, 42, [Note(start=0.0, duration=0.7, pitches=(64,), velocity=100)], 0.8, RATE)
+    wave = render_melody(synth=renderer.synth, sfid=renderer.sfid, program=42, seconds=0.8, sample_rate=RATE,
+                         notes=[Note(start=0.0, duration=0.7, pitches=(64,), velocity=100)])
     assert _f0(wave) == pytest.approx(440.0 * 2 ** ((64 - 69) / 12), rel=0.03)  # E4 from the A4 recording
     renderer.close()
 
