@@ -96,6 +96,26 @@ def test_batches_are_class_balanced_and_complete(encoder_data):
     assert same.shape == batch.audio.shape
 
 
+def test_wordings_draw_each_rows_text_among_its_own_class_wordings(encoder_data):
+    import numpy as np
+
+    from marssep_core.encoders.phrasing import phrasings
+
+    data, _ = encoder_data
+    plain = data.sample("train", 64, np.random.default_rng(0))
+    assert torch.equal(plain.text, data.text_tokens[plain.labels])
+    worded = data.sample("train", 64, np.random.default_rng(0), wordings=True)
+    drawn_per_class: dict[int, set[tuple[int, ...]]] = {}
+    for label, tokens in zip(worded.labels.tolist(), worded.text):
+        options = data.wording_tokens[label]
+        assert any(torch.equal(tokens, option) for option in options), data.classes[label]
+        drawn_per_class.setdefault(label, set()).add(tuple(tokens.tolist()))
+    assert max(len(drawn) for drawn in drawn_per_class.values()) > 1  # not always the class text
+    label = data.classes[0]
+    words = phrasings(label, data.texts[0])
+    assert words[0] == data.texts[0] and len(set(words)) == len(words) == data.wording_tokens[0].shape[0]
+
+
 def test_pretrain_stage_loads_an_official_layout_checkpoint_instead_of_training(encoder_data, tmp_path):
     from marssep_core.encoders.imagebind import ImageBindModel
 

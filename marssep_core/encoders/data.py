@@ -1,7 +1,7 @@
 """Training and evaluation inputs for the encoder: audio crops, class texts, class pictures.
 
-``EncoderData`` holds the clean clips (through the audio bank), one text per class (tokenised)
-and the class pictures (preprocessed). Batches are class-balanced: classes are drawn uniformly,
+``EncoderData`` holds the clean clips (through the audio bank), the text of each class and its
+other wordings (tokenised; ``encoders/phrasing.py``) and the class pictures (preprocessed). Batches are class-balanced: classes are drawn uniformly,
 then a clip of the class, then a random 2 s crop of it, so rare everyday classes are seen as
 often as the 64-clip instruments.
 """
@@ -18,6 +18,7 @@ from PIL import Image
 
 from marssep_core.data.audio_bank import AudioBank, load_audio_bank
 from marssep_core.encoders.augment import FbankAugmentConfig, augment_fbank
+from marssep_core.encoders.phrasing import phrasings
 from marssep_core.encoders.preprocess import AudioPreprocessConfig, audio_to_model_input, image_to_model_input
 from marssep_core.encoders.tokenizer import ClipTokenizer
 
@@ -46,6 +47,8 @@ class EncoderData:
         self.corpus_of = dict(zip(classes["class"], classes["corpus"]))
         self.texts: list[str] = classes["text"].tolist()
         self.text_tokens = tokenizer(self.texts)  # (C, L)
+        # (K_c, L) per class; row 0 is the class text
+        self.wording_tokens = [tokenizer(phrasings(label, text)) for label, text in zip(self.classes, self.texts)]
         images = pd.read_csv(raw_dir / "images.csv", keep_default_na=False)
         self.images: dict[int, torch.Tensor] = {}
         for label, part in images.groupby("class"):
@@ -79,7 +82,10 @@ class EncoderData:
         """The whole clip as the official model sees it: ``(clips, 1, M, T)``."""
         return audio_to_model_input(torch.from_numpy(self.bank.clip(clip_id)), self.audio_cfg)
 
-    def sample(self, split: str, batch_size: int, rng: np.random.Generator, augment: FbankAugmentConfig | None = None) -> Batch:
+    def sample(self, split: str, batch_size: int, rng: np.random.Generator, augment: FbankAugmentConfig | None = None,
+               wordings: bool = False) -> Batch:
+        """``batch_size`` class-balanced rows; ``wordings``: each row's text a random wording of its
+        class (else the class text)."""
         clips = self.clips(split)
         by_class = {label: part["clip_id"].to_numpy() for label, part in clips.groupby("class")}
         labels = sorted(by_class)
@@ -92,9 +98,14 @@ class EncoderData:
             images.append(pictures[rng.integers(len(pictures))] if pictures is not None else None)
         blank = torch.zeros_like(next((i for i in images if i is not None), torch.zeros(3, 1, 1)))
         index = torch.tensor([self.class_index[label] for label in chosen])
+        if wordings:
+            options = [self.wording_tokens[int(i)] for i in index]
+            text = torch.stack([o[int(rng.integers(len(o)))] for o in options])
+        else:
+            text = self.text_tokens[index]
         return Batch(
             audio=torch.stack(audio),
-            text=self.text_tokens[index],
+            text=text,
             image=torch.stack([i if i is not None else blank for i in images]),
             has_image=torch.tensor(has_image),
             labels=index,

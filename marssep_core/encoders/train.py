@@ -49,6 +49,9 @@ class EncoderTrainConfig:
     pairs: tuple[str, ...] = ("audio_vision", "text_vision")
     # level, equaliser and SpecAugment masks on the training crops (off: encoders/augment.py)
     augment: FbankAugmentConfig = FbankAugmentConfig()
+    # each row's text is one wording of its class drawn from encoders/phrasing.py (off: the
+    # corpus's one text per class, which leaves typed wordings such as "dog" near the wrong class)
+    text_wordings: bool = True
 
 
 class Temperature(nn.Module):
@@ -100,10 +103,11 @@ def pretrain_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tens
 
 
 def draw_stage_batch(stage: str, data: EncoderData, rng: np.random.Generator, batch_size: int,
-                     augment: FbankAugmentConfig | None = None) -> tuple[Batch, torch.Tensor | None]:
+                     augment: FbankAugmentConfig | None = None, wordings: bool = False) -> tuple[Batch, torch.Tensor | None]:
     """One step's class-balanced train batch (CPU) and, for stages 2 and 3, a crop of another clip
-    of each row's class ``(B, 1, M, T)``; ``augment`` applies to every audio crop."""
-    batch = data.sample("train", batch_size, rng, augment=augment)
+    of each row's class ``(B, 1, M, T)``; ``augment`` applies to every audio crop, ``wordings``
+    draws each row's text among its class's wordings."""
+    batch = data.sample("train", batch_size, rng, augment=augment, wordings=wordings)
     other = data.sample_same_class("train", batch.labels, rng, augment=augment) if stage in ("stage2", "stage3") else None
     return batch, other
 
@@ -176,8 +180,9 @@ class EncoderTask:
 
     find_unused_parameters = True  # e.g. the vision head on a batch without pictures
 
-    def __init__(self, stage: str, data: EncoderData, reference: ImageBindModel | None, augment: FbankAugmentConfig | None = None):
-        self.stage, self.data, self.reference, self.augment = stage, data, reference, augment
+    def __init__(self, stage: str, data: EncoderData, reference: ImageBindModel | None, augment: FbankAugmentConfig | None = None,
+                 wordings: bool = False):
+        self.stage, self.data, self.reference, self.augment, self.wordings = stage, data, reference, augment, wordings
         self.metric = STAGE_METRIC[stage]
 
     def param_groups(self, trainee: ContrastiveTrainee) -> list[dict[str, Any]]:
@@ -190,7 +195,7 @@ class EncoderTask:
             trainee.encoder.modality_trunks.eval()
 
     def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[Batch, torch.Tensor | None]:
-        return draw_stage_batch(self.stage, self.data, rng, batch_size, augment=self.augment)
+        return draw_stage_batch(self.stage, self.data, rng, batch_size, augment=self.augment, wordings=self.wordings)
 
     def loss_on(self, trainee: nn.Module, drawn: tuple[Batch, torch.Tensor | None], device: torch.device
                 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -228,7 +233,7 @@ def train_encoder(
         freeze_backbone(model)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if stage == "stage2" else None
     trainee = ContrastiveTrainee(model, temperature or cfg.temperature, stage, cfg)
-    result = train_loop(model=trainee, task=EncoderTask(stage, data, reference, augment=cfg.augment), cfg=cfg.loop, run_dir=run_dir,
+    result = train_loop(model=trainee, task=EncoderTask(stage, data, reference, augment=cfg.augment, wordings=cfg.text_wordings), cfg=cfg.loop, run_dir=run_dir,
                         fingerprint=fingerprint, selection_metric=STAGE_METRIC[stage], desc=f"encoder {stage}")
     trainee.load_state_dict(result.best_state)
     trainee.cpu()
