@@ -6,9 +6,10 @@ none of them a template the encoder's training draws (``marssep_core/encoders/ph
 the bare name "dog" is one, reported apart), and reports per wording:
 
 - retrieval: the share of classes whose wording is nearest (cosine) to its own class text among
-  the 39, and the mean cosine to it;
+  the 39, and the mean cosine to it, also over the classes without a picture apart
+  (``*_pictureless``: no vision pair trains their text in pretraining);
 - separation: text SI-SDRi of the separator on the test pairs and the cross-source pairs with
-  the wording as the query, per corpus.
+  the wording as the query, per corpus and over the pairs whose target has no picture.
 
     python benchmarks/text_phrasing.py --out benchmarks/results/text_phrasing.json
 """
@@ -48,12 +49,17 @@ def score_wording(template: str, embedded: torch.Tensor, queries: QueryBank, sep
     """Retrieval and per-corpus text SI-SDRi of one wording's queries ``embedded (C, D)``."""
     similarity = embedded @ queries.text.T
     own = torch.arange(len(queries.classes))
-    result = {"template": template, "top1": round(float((similarity.argmax(1) == own).float().mean()), 3),
-              "cosine_to_class_text": round(float(similarity[own, own].mean()), 3)}
+    hits, cosines = (similarity.argmax(1) == own).float(), similarity[own, own]
+    no_picture = [label for label in queries.classes if not queries.picture_rows(label)]
+    pictureless = torch.tensor([label in no_picture for label in queries.classes])
+    result = {"template": template, "top1": round(float(hits.mean()), 3), "cosine_to_class_text": round(float(cosines.mean()), 3),
+              "top1_pictureless": round(float(hits[pictureless].mean()), 3),
+              "cosine_pictureless": round(float(cosines[pictureless].mean()), 3)}
     worded = dataclasses.replace(queries, text=embedded)
     for name, (bank, pairs) in sets.items():
         summary, table = evaluate_pairs(separator=separator, pairs=pairs, bank=bank, queries=worded, kinds=("text",), oracle=False)
-        result[name] = {"all": summary["text"]["si_sdri"], **{c: v["text"] for c, v in corpus_means(table).items()}}
+        result[name] = {"all": summary["text"]["si_sdri"], **{c: v["text"] for c, v in corpus_means(table).items()},
+                        "pictureless": round(float(table.loc[table["target_class"].isin(no_picture), "si_sdri_text"].mean()), 3)}
     return result
 
 

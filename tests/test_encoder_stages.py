@@ -114,6 +114,35 @@ def test_wordings_draw_each_rows_text_among_its_own_class_wordings(encoder_data)
     assert [len(t) for t in data.wording_tokens] == [len(phrasings(c, t)) for c, t in zip(data.classes, data.texts)]
 
 
+def test_wording_pairs_add_another_wording_and_leave_the_other_draws_alone(encoder_data):
+    import numpy as np
+
+    from marssep_core.encoders.imagebind import ImageBindModel
+    from marssep_core.encoders.train import pretrain_losses
+
+    data, _ = encoder_data
+    worded = data.sample("train", 32, np.random.default_rng(3), wordings=True)
+    paired = data.sample("train", 32, np.random.default_rng(3), wordings=True, wording_pairs=True)
+    assert worded.text_pair is None
+    for field in ("audio", "text", "image", "labels"):
+        assert torch.equal(getattr(worded, field), getattr(paired, field)), field
+    for label, first, second in zip(paired.labels.tolist(), paired.text, paired.text_pair):
+        options = data.wording_tokens[label]
+        assert any(torch.equal(second, option) for option in options)
+        assert not torch.equal(first, second) or len(options) == 1
+    with pytest.raises(ValueError, match="wording_pairs needs wordings"):
+        data.sample("train", 4, np.random.default_rng(0), wording_pairs=True)
+    model = ImageBindModel(tiny())
+    terms = pretrain_losses(model, paired, torch.tensor(0.07), ("audio_vision", "text_vision", "text_text"))
+    assert set(terms) == {"audio_vision", "text_vision", "text_text"} and terms["text_text"] > 0
+    with pytest.raises(ValueError, match="second wording"):
+        pretrain_losses(model, worded, torch.tensor(0.07), ("text_text",))
+    # "pictureless": only rows without a picture pair their wordings (every tiny class has one)
+    assert "text_text" not in pretrain_losses(model, paired, torch.tensor(0.07), ("text_text",), text_text_rows="pictureless")
+    three_without = dataclasses.replace(paired, has_image=torch.arange(32) >= 3)
+    assert "text_text" in pretrain_losses(model, three_without, torch.tensor(0.07), ("text_text",), text_text_rows="pictureless")
+
+
 def test_pretrain_stage_loads_an_official_layout_checkpoint_instead_of_training(encoder_data, tmp_path):
     from marssep_core.encoders.imagebind import ImageBindModel
 

@@ -33,7 +33,7 @@ NOT_PARAMS = {
        for name in ("triplet_margin", "consistency_weight", "replay_weight")},
     "encoder.stage3.consistency_weight": "stage 3 has no consistency term",
     **{f"encoder.stage{k}.{name}": "alignment continues the previous stage's temperature; pairs are pretraining's"
-       for k in (1, 2, 3) for name in ("temperature", "pairs")},
+       for k in (1, 2, 3) for name in ("temperature", "pairs", "text_text_rows")},
     "rl.loop.data_workers": "RL rollouts need the policy, so batches are drawn in the loop",
     "encoder.fusion.loop.data_workers": "fusion batches are rows of in-memory embeddings, drawn in the loop",
 }

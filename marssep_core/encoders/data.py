@@ -26,13 +26,15 @@ from marssep_core.encoders.tokenizer import ClipTokenizer
 @dataclass
 class Batch:
     """``audio (B, 1, M, T)``, ``text (B, L)`` ids, ``image (B, 3, S, S)`` with ``has_image (B,)``,
-    ``labels (B,)`` class indices."""
+    ``labels (B,)`` class indices; ``text_pair (B, L)``: another wording of each row's class, when
+    drawn."""
 
     audio: torch.Tensor
     text: torch.Tensor
     image: torch.Tensor
     has_image: torch.Tensor
     labels: torch.Tensor
+    text_pair: torch.Tensor | None = None
 
 
 class EncoderData:
@@ -83,9 +85,10 @@ class EncoderData:
         return audio_to_model_input(torch.from_numpy(self.bank.clip(clip_id)), self.audio_cfg)
 
     def sample(self, split: str, batch_size: int, rng: np.random.Generator, augment: FbankAugmentConfig | None = None,
-               wordings: bool = False) -> Batch:
+               wordings: bool = False, wording_pairs: bool = False) -> Batch:
         """``batch_size`` class-balanced rows; ``wordings``: each row's text a random wording of its
-        class (else the class text)."""
+        class (else the class text); ``wording_pairs`` (with ``wordings``): ``text_pair`` holds
+        another wording of the row's class, drawn last so the other draws stay as without it."""
         clips = self.clips(split)
         by_class = {label: part["clip_id"].to_numpy() for label, part in clips.groupby("class")}
         labels = sorted(by_class)
@@ -98,9 +101,15 @@ class EncoderData:
             images.append(pictures[rng.integers(len(pictures))] if pictures is not None else None)
         blank = torch.zeros_like(next((i for i in images if i is not None), torch.zeros(3, 1, 1)))
         index = torch.tensor([self.class_index[label] for label in chosen])
+        if wording_pairs and not wordings:
+            raise ValueError("wording_pairs needs wordings: the pair would be the class text twice")
+        text_pair = None
         if wordings:
             options = [self.wording_tokens[int(i)] for i in index]
-            text = torch.stack([o[int(rng.integers(len(o)))] for o in options])
+            first = [int(rng.integers(len(o))) for o in options]
+            text = torch.stack([o[k] for o, k in zip(options, first)])
+            if wording_pairs:  # a different wording of the class (offset 1..K-1 from the first)
+                text_pair = torch.stack([o[(k + 1 + int(rng.integers(max(1, len(o) - 1)))) % len(o)] for o, k in zip(options, first)])
         else:
             text = self.text_tokens[index]
         return Batch(
@@ -109,6 +118,7 @@ class EncoderData:
             image=torch.stack([i if i is not None else blank for i in images]),
             has_image=torch.tensor(has_image),
             labels=index,
+            text_pair=text_pair,
         )
 
     def sample_same_class(self, split: str, labels: torch.Tensor, rng: np.random.Generator,

@@ -45,8 +45,12 @@ class EncoderTrainConfig:
     consistency_weight: float = 1.0
     replay_weight: float = 0.5
     # pretraining pairs; ImageBind binds audio and text to images only, so audio-text
-    # correspondence is emergent until alignment stage 1 trains it directly
+    # correspondence is emergent until alignment stage 1 trains it directly. text_text: InfoNCE
+    # between two wordings of each row's class (needs text_wordings), which also trains the text
+    # trunk on the classes without a picture, whose text no vision pair reaches
     pairs: tuple[str, ...] = ("audio_vision", "text_vision")
+    # the rows the text_text pair uses: "all", or "pictureless" (the classes no vision pair reaches)
+    text_text_rows: str = "all"
     # level, equaliser and SpecAugment masks on the training crops (off: encoders/augment.py)
     augment: FbankAugmentConfig = FbankAugmentConfig()
     # each row's text is one wording of its class drawn from encoders/phrasing.py (off: the
@@ -76,20 +80,32 @@ def freeze_backbone(model: ImageBindModel) -> list[nn.Parameter]:
     return list(model.modality_heads.parameters())
 
 
-PRETRAIN_PAIRS = ("audio_text", "audio_vision", "text_vision")
+PRETRAIN_PAIRS = ("audio_text", "audio_vision", "text_vision", "text_text")
 
 
-def pretrain_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tensor, pairs: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Symmetric InfoNCE for each requested modality pair (vision pairs use pictured rows only)."""
+def pretrain_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tensor, pairs: tuple[str, ...],
+                    text_text_rows: str = "all") -> dict[str, torch.Tensor]:
+    """Symmetric InfoNCE for each requested pair (vision pairs use pictured rows only; ``text_text``
+    pairs ``batch.text`` with ``batch.text_pair``, another wording of the class, on every row or,
+    with ``text_text_rows="pictureless"``, on the rows without a picture)."""
     unknown = set(pairs) - set(PRETRAIN_PAIRS)
     if unknown or not pairs:
         raise ValueError(f"pretraining pairs must be a non-empty subset of {PRETRAIN_PAIRS}, got {pairs}")
+    if text_text_rows not in ("all", "pictureless"):
+        raise ValueError(f"text_text_rows must be 'all' or 'pictureless', got {text_text_rows!r}")
     audio = model.features("audio", batch.audio)
     out = {}
-    if "audio_text" in pairs or "text_vision" in pairs:
+    if {"audio_text", "text_vision", "text_text"} & set(pairs):
         text = model.features("text", batch.text)
     if "audio_text" in pairs:
         out["audio_text"] = losses.info_nce(audio, text, temperature, batch.labels)
+    if "text_text" in pairs:
+        if batch.text_pair is None:
+            raise ValueError("the text_text pair needs batches with a second wording per row (text_wordings: true)")
+        rows = ~batch.has_image if text_text_rows == "pictureless" else torch.ones_like(batch.has_image)
+        if rows.sum() >= 2:
+            pair = model.features("text", batch.text_pair[rows])
+            out["text_text"] = losses.info_nce(text[rows], pair, temperature, batch.labels[rows])
     has = batch.has_image
     if has.sum() >= 2 and ("audio_vision" in pairs or "text_vision" in pairs):
         vision = model.features("vision", batch.image[has])
@@ -103,11 +119,12 @@ def pretrain_losses(model: ImageBindModel, batch: Batch, temperature: torch.Tens
 
 
 def draw_stage_batch(stage: str, data: EncoderData, rng: np.random.Generator, batch_size: int,
-                     augment: FbankAugmentConfig | None = None, wordings: bool = False) -> tuple[Batch, torch.Tensor | None]:
+                     augment: FbankAugmentConfig | None = None, wordings: bool = False, wording_pairs: bool = False
+                     ) -> tuple[Batch, torch.Tensor | None]:
     """One step's class-balanced train batch (CPU) and, for stages 2 and 3, a crop of another clip
     of each row's class ``(B, 1, M, T)``; ``augment`` applies to every audio crop, ``wordings``
-    draws each row's text among its class's wordings."""
-    batch = data.sample("train", batch_size, rng, augment=augment, wordings=wordings)
+    draws each row's text among its class's wordings (``wording_pairs``: two of them)."""
+    batch = data.sample("train", batch_size, rng, augment=augment, wordings=wordings, wording_pairs=wording_pairs)
     other = data.sample_same_class("train", batch.labels, rng, augment=augment) if stage in ("stage2", "stage3") else None
     return batch, other
 
@@ -124,7 +141,7 @@ def stage_losses(
     """The named loss terms of one step of ``stage``; their sum is minimised. ``before``: the
     stage-2 consistency target, the audio embeddings of the model the stage started from."""
     if stage == "pretrain":
-        return pretrain_losses(model, batch, temperature, tuple(cfg.pairs))
+        return pretrain_losses(model, batch, temperature, tuple(cfg.pairs), text_text_rows=cfg.text_text_rows)
     audio = model.features("audio", batch.audio)
     text = model.features("text", batch.text)
     out = {}
@@ -181,8 +198,9 @@ class EncoderTask:
     find_unused_parameters = True  # e.g. the vision head on a batch without pictures
 
     def __init__(self, stage: str, data: EncoderData, reference: ImageBindModel | None, augment: FbankAugmentConfig | None = None,
-                 wordings: bool = False):
+                 wordings: bool = False, wording_pairs: bool = False):
         self.stage, self.data, self.reference, self.augment, self.wordings = stage, data, reference, augment, wordings
+        self.wording_pairs = wording_pairs
         self.metric = STAGE_METRIC[stage]
 
     def param_groups(self, trainee: ContrastiveTrainee) -> list[dict[str, Any]]:
@@ -195,12 +213,14 @@ class EncoderTask:
             trainee.encoder.modality_trunks.eval()
 
     def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[Batch, torch.Tensor | None]:
-        return draw_stage_batch(self.stage, self.data, rng, batch_size, augment=self.augment, wordings=self.wordings)
+        return draw_stage_batch(self.stage, self.data, rng, batch_size, augment=self.augment, wordings=self.wordings,
+                                wording_pairs=self.wording_pairs)
 
     def loss_on(self, trainee: nn.Module, drawn: tuple[Batch, torch.Tensor | None], device: torch.device
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         batch, other = drawn
-        batch = Batch(**{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)})
+        batch = Batch(**{f.name: None if getattr(batch, f.name) is None else getattr(batch, f.name).to(device)
+                         for f in dataclasses.fields(batch)})
         other = other.to(device) if other is not None else None
         before = None
         if self.reference is not None:
@@ -233,7 +253,9 @@ def train_encoder(
         freeze_backbone(model)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if stage == "stage2" else None
     trainee = ContrastiveTrainee(model, temperature or cfg.temperature, stage, cfg)
-    result = train_loop(model=trainee, task=EncoderTask(stage, data, reference, augment=cfg.augment, wordings=cfg.text_wordings), cfg=cfg.loop, run_dir=run_dir,
+    task = EncoderTask(stage, data, reference, augment=cfg.augment, wordings=cfg.text_wordings,
+                       wording_pairs=stage == "pretrain" and "text_text" in cfg.pairs)
+    result = train_loop(model=trainee, task=task, cfg=cfg.loop, run_dir=run_dir,
                         fingerprint=fingerprint, selection_metric=STAGE_METRIC[stage], desc=f"encoder {stage}")
     trainee.load_state_dict(result.best_state)
     trainee.cpu()
