@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +96,19 @@ def test_chunked_output_matches_unchunked_away_from_chunk_edges(engines):
     for centre in (16000, 32000, 48000, 64000, 80000):
         interior[centre - 4000 : centre + 4000] = True
     assert float(si_sdr_np(chunked[interior], whole[interior])) > 20.0
+
+
+def test_graphs_hold_no_source_paths(tiny_bundle):
+    import onnx
+
+    from marssep_core.serving.export import STACK_TRACE_KEY
+
+    root = str(Path(__file__).resolve().parents[1])
+    for path in sorted(tiny_bundle.glob("*.onnx")):
+        graph = onnx.load(str(path))
+        keys = {prop.key for node in graph.graph.node for prop in node.metadata_props}
+        assert STACK_TRACE_KEY not in keys and "namespace" in keys, path.name
+        assert root.encode() not in path.read_bytes(), path.name  # the bundle's bytes do not depend on the checkout's place
 
 
 def test_bundle_integrity_and_backend_mismatch_errors(tiny_separator, tiny_bundle, tmp_path):

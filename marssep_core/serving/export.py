@@ -35,6 +35,7 @@ from marssep_core.serving.engine import load_torch_parts
 
 log = logging.getLogger(__name__)
 logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one INFO line per deduplicated initializer
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 
 class MaskGraph(nn.Module):
@@ -66,8 +67,15 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str],
         torch.onnx.export(module.eval(), args, str(path), dynamo=True, input_names=names[:-1],
                                     output_names=names[-1:], dynamic_shapes=dynamic, external_data=False,
                                     verbose=False)
-    onnx.checker.check_model(str(path))
     graph = onnx.load(str(path))
+    # the exporter stores each node's Python stack trace, absolute source paths included, so the
+    # graph's bytes would depend on where the checkout lives: dropped (the namespaces stay)
+    for node in [*graph.graph.node, *(n for function in graph.functions for n in function.node)]:
+        kept = [prop for prop in node.metadata_props if prop.key != STACK_TRACE_KEY]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    onnx.save(graph, str(path))
+    onnx.checker.check_model(str(path))
     return next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
 
 
