@@ -1,9 +1,9 @@
 """Training and evaluation inputs for the encoder: audio crops, class texts, class pictures.
 
 ``EncoderData`` holds the clean clips (through the audio bank), the text of each class and its
-other wordings (tokenised; ``encoders/phrasing.py``) and the class pictures (preprocessed). Batches are class-balanced: classes are drawn uniformly,
-then a clip of the class, then a random 2 s crop of it, so rare everyday classes are seen as
-often as the 64-clip instruments.
+other wordings (tokenised; ``encoders/phrasing.py``) and the class pictures (preprocessed).
+Batches are class-balanced: classes are drawn uniformly, then a clip of the class, then a random
+2 s crop of it, so rare everyday classes are seen as often as the 64-clip instruments.
 """
 
 from __future__ import annotations

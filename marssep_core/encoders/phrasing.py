@@ -4,8 +4,9 @@ The corpus gives one text per class ("a dog barking"); a user types "dog", "dog 
 barking dog". A text tower trained from scratch on the 39 class texts alone maps such wordings
 near the right class text only about half the time (``benchmarks/text_phrasing.py``). The
 encoder's training draws, per batch row, one wording of its class from ``TRAINING_TEMPLATES``
-(CLIP's prompt templates, adapted); the query bank and the evaluation keep the corpus's text.
-``benchmarks/text_phrasing.py`` scores other wordings, none of them drawn in training.
+(short prompts in the manner of CLIP's templates); the query bank and the evaluation keep the
+corpus's text. ``benchmarks/text_phrasing.py`` scores other wordings, none of them drawn in
+training.
 """
 
 from __future__ import annotations
