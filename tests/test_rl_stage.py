@@ -112,32 +112,50 @@ def test_train_rl_stage_writes_model_metrics_and_history(separator_assets, rl_in
     assert history["ratio_min"].dropna().min() == pytest.approx(1.0) == history["ratio_max"].dropna().max()  # K = 1: pi = pi_old
     separator, info = load_separator(tmp_path / "rl.pt")
     assert info["meta"]["stage"] == "train_rl" and info["meta"]["step"] == report["best_step"]
+    assert info["meta"]["vocabulary"] == QueryBank.load(separator_assets.queries).texts
     initial, _ = load_separator(rl_inputs / "sep.pt")
     changed = any(not torch.equal(a, b) for a, b in zip(separator.state_dict().values(), initial.state_dict().values()))
     assert changed != report["kept_start"] and not (tmp_path / "run" / "last.pt").exists()
 
 
-@pytest.mark.parametrize("trend", [-1.0, 1.0])
-def test_the_start_is_kept_when_no_step_beats_it_on_validation(separator_assets, rl_inputs, tmp_path, monkeypatch, trend):
-    """Validation rewards shifted by ``trend`` per evaluation: falling, the start (first evaluation)
-    wins and the saved weights are the initial ones; rising, the last step wins."""
+@pytest.mark.parametrize(("trend", "separation_trend"), [(-1.0, 1.0), (1.0, 1.0), (1.0, -1.0)])
+def test_the_start_is_kept_unless_a_step_beats_it_without_losing_separation(separator_assets, rl_inputs, tmp_path, monkeypatch,
+                                                                            trend, separation_trend):
+    """Validation rewards shifted by ``trend`` and text SI-SDRi (the guard) by ``separation_trend``
+    per evaluation (the first is the start): a falling reward keeps the start; a rising reward
+    serves the last step only while the SI-SDRi does not fall (else the guard vetoes it)."""
     evaluate, calls = RLTask.evaluate, []
 
     def trending(self, model):
         calls.append(1)
         metrics = evaluate(self, model)
-        return {**metrics, "reward": metrics["reward"] + trend * 100.0 * len(calls)}
+        return {**metrics, "reward": metrics["reward"] + trend * 100.0 * len(calls),
+                "si_sdri_text": metrics["si_sdri_text"] + separation_trend * 100.0 * len(calls)}
 
     monkeypatch.setattr(RLTask, "evaluate", trending)
     report = _run(separator_assets, rl_inputs, tmp_path)
     separator, info = load_separator(tmp_path / "rl.pt")
     initial, _ = load_separator(rl_inputs / "sep.pt")
     same = all(torch.equal(a, b) for a, b in zip(separator.state_dict().values(), initial.state_dict().values()))
-    if trend < 0:
+    assert report["guard"]["metric"] == "si_sdri_text" and report["guard"]["vetoed"] == (trend > 0 > separation_trend)
+    if trend < 0 or separation_trend < 0:
         assert report["kept_start"] and report["best_step"] == 0 == info["meta"]["step"] and same
-        assert report["val_best"] == report["val_start"] and report["best_trained_step"] == 2
+        assert report["val_best"] == report["val_start"] and report["best_trained_step"] == (2 if trend < 0 else 4)
     else:
         assert not report["kept_start"] and report["best_step"] == 4 == info["meta"]["step"] and not same
+
+
+def test_no_guard_serves_a_step_that_loses_separation(separator_assets, rl_inputs, tmp_path, monkeypatch):
+    evaluate, calls = RLTask.evaluate, []
+
+    def trending(self, model):
+        calls.append(1)
+        metrics = evaluate(self, model)
+        return {**metrics, "reward": metrics["reward"] + 100.0 * len(calls), "si_sdri_text": -100.0 * len(calls)}
+
+    monkeypatch.setattr(RLTask, "evaluate", trending)
+    report = _run(separator_assets, rl_inputs, tmp_path, guard="")
+    assert not report["kept_start"] and report["best_step"] == 4 and report["guard"] == {"metric": "", "vetoed": False}
 
 
 def test_inner_epochs_reuse_the_rollout_so_ratios_move(separator_assets, rl_inputs, tmp_path):
@@ -150,6 +168,8 @@ def test_inner_epochs_reuse_the_rollout_so_ratios_move(separator_assets, rl_inpu
 def test_rl_config_rejects_unknown_selection(separator_assets, rl_inputs, tmp_path):
     with pytest.raises(ValueError, match="rl.select"):
         _run(separator_assets, rl_inputs, tmp_path, select="loss")
+    with pytest.raises(ValueError, match="rl.guard"):
+        _run(separator_assets, rl_inputs, tmp_path, guard="loss")
 
 
 def test_reward_probe_ranks_draws_as_the_reward_does(separator_assets, rl_inputs, tmp_path):

@@ -4,7 +4,9 @@
     q = encoder.query(text=["a dog barking"], audio=[wave], image=[Image.open("dog.png")])
 
 Every method returns unit-norm ``(B, D)`` float32 tensors on the encoder's device; batches run
-in one forward pass per modality. ``query`` combines modalities as
+in one forward pass per modality. With a ``vocabulary`` (the class texts a separator's text
+queries trained on), ``text_query`` looks a typed text up among them: "dog" becomes the embedding
+of "a dog barking" when that is its nearest class text by at least ``VOCABULARY_MIN_COSINE``. ``query`` combines modalities as
 ``normalize(sum_m w_m normalize(e_m))`` (default weights equal; the evaluation's "omni" query is
 ``weights={"vision": 2, "text": 2, "audio": 1}``).
 """
@@ -30,6 +32,19 @@ from marssep_core.encoders.vocabulary import OMNI_WEIGHTS, combine
 from marssep_core.torch_utils import resolve_device
 
 
+# a typed text is looked up as its nearest vocabulary text only from this cosine on (a text unlike
+# every class text stays as typed)
+VOCABULARY_MIN_COSINE = 0.5
+
+
+def nearest_vocabulary_text(embedded: torch.Tensor, vocabulary: torch.Tensor,
+                            min_cosine: float = VOCABULARY_MIN_COSINE) -> torch.Tensor:
+    """Each row of ``embedded (B, D)`` replaced by its nearest row of ``vocabulary (K, D)`` (both
+    unit norm) when their cosine is at least ``min_cosine``, else kept."""
+    best, index = (embedded @ vocabulary.T).max(dim=1)
+    return torch.where((best >= min_cosine)[:, None], vocabulary[index], embedded)
+
+
 class QueryEmbedder(ABC):
     """Batched query embeddings with the encoder's preprocessing; ``_embed`` runs a tower.
 
@@ -43,6 +58,13 @@ class QueryEmbedder(ABC):
         self.tokenizer = tokenizer or ClipTokenizer(context_length=context_length)
         self.audio_cfg = AudioPreprocessConfig(mel_bins=mel_bins, target_frames=audio_frames)
         self.image_size = image_size
+        self.vocabulary: list[str] = []
+        self._vocabulary_embedded: torch.Tensor | None = None
+
+    def with_vocabulary(self, texts: Sequence[str]) -> QueryEmbedder:
+        """Set the class texts ``text_query`` looks typed texts up among (empty: none); returns self."""
+        self.vocabulary, self._vocabulary_embedded = list(texts), None
+        return self
 
     @property
     def sample_rate(self) -> int:
@@ -55,6 +77,16 @@ class QueryEmbedder(ABC):
     @torch.inference_mode()
     def text(self, texts: Sequence[str]) -> torch.Tensor:
         return self._embed("text", self.tokenizer(list(texts)))
+
+    @torch.inference_mode()
+    def text_query(self, texts: Sequence[str]) -> torch.Tensor:
+        """``text`` looked up among the vocabulary (``nearest_vocabulary_text``); as typed without one."""
+        embedded = self.text(texts)
+        if not self.vocabulary:
+            return embedded
+        if self._vocabulary_embedded is None:
+            self._vocabulary_embedded = self.text(self.vocabulary)
+        return nearest_vocabulary_text(embedded, self._vocabulary_embedded)
 
     @torch.inference_mode()
     def audio(self, clips: Sequence[np.ndarray | str | Path], sample_rate: int | None = None) -> torch.Tensor:
@@ -85,7 +117,7 @@ class QueryEmbedder(ABC):
     ) -> torch.Tensor:
         """A combined query ``(B, D)`` from any non-empty subset of modalities (equal batch sizes),
         weighted by ``weights`` (default ``OMNI_WEIGHTS``, as the evaluation's omni query)."""
-        parts = {"text": self.text(text) if text else None, "audio": self.audio(audio) if audio else None,
+        parts = {"text": self.text_query(text) if text else None, "audio": self.audio(audio) if audio else None,
                  "image": self.image(image) if image else None}
         present = {m: e for m, e in parts.items() if e is not None}
         if not present:

@@ -5,7 +5,9 @@ Starts from ``models/separator_sup.pt``; the reward model is the frozen aligned 
 independent judge of the evaluation watches for reward hacking. Runs on ``loop.train_loop``
 (device, bf16 autocast for the policy, DDP, atomic checkpoints, resume). The saved weights are
 the best on ``rl.select`` among the validated steps and the start: a run whose steps all score
-below its start keeps the start (``kept_start`` in the metrics). Writes ``models/separator_rl.pt``,
+below its start keeps the start (``kept_start`` in the metrics), and so does a run whose best step
+loses more than ``rl.guard_tolerance`` of the start's ``rl.guard`` (validation text SI-SDRi by
+default: a step that wins on the reward while the separation got worse is not served). Writes ``models/separator_rl.pt``,
 ``metrics/rl.json`` and the per-step ``metrics/rl_history.csv``.
 """
 
@@ -50,6 +52,10 @@ class RLConfig(PolicyConfig):
     reward_encoder: str = "models/encoder/stage3.pt"
     reward_mlbp: str = "models/encoder/mlbp.pt"
     select: str = "reward"  # validation metric that picks the saved checkpoint (the start included)
+    # a selected step must keep the start's validation ``guard`` (a SELECTIONS metric; "" = no guard)
+    # within ``guard_tolerance``, else the start is served
+    guard: str = "si_sdri_text"
+    guard_tolerance: float = 0.0
     hacking_margin: float = 0.5  # judge CLAP_t drop (points) that, with a rising reward, flags hacking
     mixing: MixingConfig = MixingConfig()
     # fine-tuning: fewer steps at a tenth of the supervised learning rate, half the batch
@@ -72,6 +78,17 @@ def hacking_watch(start: dict[str, float], end: dict[str, float], margin: float)
     deltas = {k: round(end[k] - start[k], 5) for k in WATCH}
     flag = deltas["reward"] > 0 and deltas["judge_clap_t"] < -margin
     return {"delta": deltas, "diverged": bool(flag)}
+
+
+def guard_check(cfg: RLConfig, start: dict[str, float], best_trained: dict[str, float]) -> dict[str, Any]:
+    """Does the best trained step keep the start's ``cfg.guard`` within ``cfg.guard_tolerance``?
+    ``vetoed`` when it does not (then the start is served); never with no guard."""
+    if not cfg.guard:
+        return {"metric": "", "vetoed": False}
+    floor = start[cfg.guard] - cfg.guard_tolerance
+    value = best_trained[cfg.guard]
+    return {"metric": cfg.guard, "tolerance": cfg.guard_tolerance, "start": start[cfg.guard], "best_trained": value,
+            "vetoed": bool(value < floor)}
 
 
 def _val(row: dict[str, float]) -> dict[str, float]:
@@ -100,6 +117,8 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
     """Fine-tune, select, save; metrics on rank 0, ``None`` on the other DDP ranks."""
     if cfg.select not in SELECTIONS:
         raise ValueError(f"rl.select must be one of {SELECTIONS}, got {cfg.select!r}")
+    if cfg.guard not in ("", *SELECTIONS):
+        raise ValueError(f"rl.guard must be empty or one of {SELECTIONS}, got {cfg.guard!r}")
     torch.manual_seed(cfg.loop.seed)
     bank = load_audio_bank(paths.bank)
     queries = QueryBank.load(paths.queries)
@@ -147,11 +166,14 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
     history = [start_row, *result.history]
     # The start competes with the trained steps on the same metric: when no step beats it on
     # validation, fine-tuning made nothing better and the stage keeps (and serves) the start.
-    kept_start = not result.best_score > start[cfg.select] and not math.isnan(start[cfg.select])
+    beaten = result.best_score > start[cfg.select] or math.isnan(start[cfg.select])
+    best_trained = next(row for row in result.history if row["step"] == result.best_step)
+    guard = guard_check(cfg, start, _val(best_trained))
+    kept_start = not beaten or guard["vetoed"]
     best_step = 0 if kept_start else result.best_step
     separator.mask_net.load_state_dict(start_state if kept_start else result.best_state)
     separator.cpu().eval()
-    best = start_row if kept_start else next(row for row in result.history if row["step"] == best_step)
+    best = start_row if kept_start else best_trained
     final = next(row for row in reversed(result.history) if "val_reward" in row)
     report = {
         "steps": cfg.loop.steps,
@@ -159,6 +181,7 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
         "best_step": best_step,
         "kept_start": kept_start,
         "best_trained_step": result.best_step,
+        "guard": guard,
         "val_start": start,
         "val_best": _val(best),
         "val_final": _val(final),
@@ -168,8 +191,10 @@ def run_rl_stage(cfg: RLConfig, audio: AudioConfig, paths: RLPaths) -> dict[str,
         "processes": result.dist.world_size,
         "replicas_identical": len(set(result.replica_digests)) == 1,
     }
+    # the class texts its text queries trained on: serving can look typed text up among them
     save_separator(paths.out, separator, info["encoder"], {"stage": "train_rl", "step": best_step, "init": str(paths.init),
-                                                           "selected_by": cfg.select, "val": _val(best)})
+                                                           "selected_by": cfg.select, "val": _val(best),
+                                                           "vocabulary": list(queries.texts)})
     write_table_atomic(paths.history, pd.DataFrame(history))
     write_json_atomic(paths.metrics, report)
     clear_run(paths.run_dir)

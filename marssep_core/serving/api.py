@@ -10,7 +10,9 @@ The mixture (a path or an array ``(N,)`` / ``(C, N)``) is resampled to the model
 channel is separated with the same query; long inputs go through overlap-add windows of
 ``segment`` seconds. Queries: any non-empty subset of text, reference audio (path or array at the
 model rate) and image (path or PIL image), combined as ``normalize(sum normalize(e_m))``;
-``negative_*`` queries steer away from a sound (``q (1 + a) - a q_neg``, ``a = 0.5``).
+``negative_*`` queries steer away from a sound (``q (1 + a) - a q_neg``, ``a = 0.5``). A text
+query is first looked up among the class texts the model's text queries trained on (its nearest,
+from a cosine of ``VOCABULARY_MIN_COSINE`` on: "dog" -> "a dog barking"); ``typed_text=True`` keeps it as typed.
 The result is ``(N,)`` for mono input, ``(C, N)`` otherwise, resampled back to the input's rate
 (returned with it), so it lines up sample for sample with the mixture.
 """
@@ -38,8 +40,8 @@ ImageQuery = str | Path | Image.Image
 
 
 @functools.lru_cache(maxsize=4)
-def _load(backend: str, model: str, encoder: str | None, device: str) -> Engine:
-    return load_engine(backend, model, encoder, device)
+def _load(backend: str, model: str, encoder: str | None, device: str, typed_text: bool) -> Engine:
+    return load_engine(backend=backend, model=model, encoder=encoder, device=device, typed_text=typed_text)
 
 
 def _listify(value: Any) -> list | None:
@@ -58,7 +60,7 @@ def embed_query(
     modalities weighted by ``OMNI_WEIGHTS`` (the evaluation's omni query)."""
     parts = {}
     if text is not None:
-        parts["text"] = encoder.text(_listify(text)).mean(0, keepdim=True)
+        parts["text"] = encoder.text_query(_listify(text)).mean(0, keepdim=True)
     if audio is not None:
         parts["audio"] = encoder.audio(_listify(audio)).mean(0, keepdim=True)
     if image is not None:
@@ -99,10 +101,12 @@ def separate(
     segment: float | None = 10.0,
     overlap: float = 0.25,
     backend: str = "torch",
+    typed_text: bool = False,
 ) -> tuple[np.ndarray, int]:
-    """Separate the sound the query describes; returns ``(estimate, input_sample_rate)``."""
-    engine = dataclasses.replace(_load(backend, str(model), str(encoder) if encoder else None, device),
-                                 segment=segment, overlap=overlap)
+    """Separate the sound the query describes; returns ``(estimate, input_sample_rate)``. Text
+    queries are looked up among the model's class texts when it records them, unless ``typed_text``."""
+    loaded = _load(backend=backend, model=str(model), encoder=str(encoder) if encoder else None, device=device, typed_text=typed_text)
+    engine = dataclasses.replace(loaded, segment=segment, overlap=overlap)
     if isinstance(mixture, (str, Path)):
         wave, source_rate = load_audio(mixture)
     else:

@@ -59,6 +59,7 @@ class BundleInfo:
     opset: int
     versions: dict[str, str]
     checksums: dict[str, str] = dataclasses.field(default_factory=dict)  # file name -> sha256
+    vocabulary: list[str] = dataclasses.field(default_factory=list)  # the separator's class texts (typed-text lookup)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **dataclasses.asdict(self)}
@@ -126,6 +127,7 @@ class OnnxQueryEncoder(QueryEmbedder):
                          image_size=facts.image_size, device=torch.device("cpu"))
         self.directory, self.info, self.device_name, self.threads = directory, info, device, threads
         self.sessions: dict[str, Any] = {}
+        self.with_vocabulary(info.vocabulary)
 
     def _embed(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
         if modality not in self.info.towers:

@@ -36,6 +36,8 @@ def add_separate_parser(commands: argparse._SubParsersAction) -> None:
     sep.add_argument("--negative-text", action="append", help="a sound to steer away from")
     sep.add_argument("--negative-audio", action="append", type=Path)
     sep.add_argument("--negative-image", action="append", type=Path)
+    sep.add_argument("--typed-text", action="store_true",
+                     help="use text queries as typed (default: each is looked up among the model's class texts)")
     sep.add_argument("--backend", choices=BACKENDS, default="onnx", help="onnx (default) or torch")
     sep.add_argument("--model", type=Path, default=None,
                      help="ONNX bundle directory (default models/onnx) or, with --backend torch, a separator .pt "
@@ -91,6 +93,7 @@ def run_separate(args: argparse.Namespace) -> int:
             overlap=args.overlap,
             batch=args.batch_size,
             threads=args.threads,
+            typed_text=args.typed_text,
         )
     except (ManifestError, CheckpointError, ProviderError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

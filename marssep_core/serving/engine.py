@@ -225,14 +225,25 @@ def load_torch_parts(model: Path, encoder: Path | None, device: str) -> TorchPar
         raise CheckpointError(f"{model}: {encoder_path} is not the encoder the separator was trained with "
                               "(md5 differs); pass --encoder explicitly to override")
     masker = TorchMasker(separator.mask_net, device)
-    return TorchParts(masker=masker, encoder=QueryEncoder.from_checkpoint(encoder_path, str(masker.device)), encoder_path=encoder_path,
-                      audio=separator.audio, meta=info["meta"])
+    query_encoder = QueryEncoder.from_checkpoint(encoder_path, str(masker.device)).with_vocabulary(info["meta"].get("vocabulary", []))
+    return TorchParts(masker=masker, encoder=query_encoder, encoder_path=encoder_path, audio=separator.audio, meta=info["meta"])
 
 
 def load_engine(backend: str, model: str | Path, encoder: str | Path | None = None, device: str = "auto",
-                segment: float | None = 10.0, overlap: float = 0.25, batch: int = 1, threads: int = 0) -> Engine:
-    """An ``Engine`` on ``backend`` (onnx: ``model`` is a bundle directory; torch: a separator file)."""
-    model = Path(model)
+                segment: float | None = 10.0, overlap: float = 0.25, batch: int = 1, threads: int = 0,
+                typed_text: bool = False) -> Engine:
+    """An ``Engine`` on ``backend`` (onnx: ``model`` is a bundle directory; torch: a separator file).
+    Text queries are looked up among the model's class texts when it records them, unless
+    ``typed_text`` (then they are used as typed)."""
+    engine = _load_engine(backend=backend, model=Path(model), encoder=encoder, device=device, segment=segment, overlap=overlap,
+                          batch=batch, threads=threads)
+    if typed_text:
+        engine.encoder.with_vocabulary([])
+    return engine
+
+
+def _load_engine(backend: str, model: Path, encoder: str | Path | None, device: str, segment: float | None, overlap: float,
+                 batch: int, threads: int) -> Engine:
     if backend == "onnx":
         info = read_bundle(model)
         masker = OnnxMasker(model / "mask.onnx", device, threads)

@@ -125,7 +125,7 @@ def export_bundle(model_path: Path, out_dir: Path, encoder_path: Path | None = N
             audio=parts.audio, query_dim=cfg.query_dim, n_freq=cfg.n_freq,
             encoder=EncoderFacts(path=str(parts.encoder_path), md5=md5_file(parts.encoder_path), context_length=model_cfg.context_length,
                                  mel_bins=model_cfg.mel_bins, audio_frames=model_cfg.audio_frames, image_size=model_cfg.image_size),
-            source=source, towers=towers, tower_errors=errors, opset=opset,
+            source=source, towers=towers, tower_errors=errors, opset=opset, vocabulary=list(parts.meta.get("vocabulary", [])),
             versions={"marssep": __version__, "torch": str(torch.__version__), "onnx": onnx.__version__,
                       "python": platform.python_version()},
         )
