@@ -7,7 +7,7 @@ cross-source pairs, each wording of ``text_phrasing`` as typed and projected ont
 texts ``T (C, D)``:
 
 - ``nearest``: the nearest class text when its cosine is at least ``--min-cosine`` (else the
-  query as typed), i.e. a closed-vocabulary lookup;
+  query as typed): the lookup ``marssep separate`` does (``nearest_vocabulary_text``);
 - ``soft@tau``: ``normalize(softmax(q T^T / tau) T)``, a similarity-weighted mix of class texts.
 
     python benchmarks/vocabulary_projection.py --out benchmarks/results/vocabulary_projection.json
@@ -26,7 +26,7 @@ from paired_delta import test_and_cross_source_sets  # benchmarks/, the script's
 from text_phrasing import HELD_OUT_TEMPLATES, REFERENCE_TEMPLATES, score_wording, wording_queries
 
 from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.encoders.api import QueryEncoder
+from marssep_core.encoders.api import VOCABULARY_MIN_COSINE, QueryEncoder, nearest_vocabulary_text
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator
 
@@ -35,12 +35,10 @@ def project(embedded: torch.Tensor, vocabulary: torch.Tensor, variant: str, min_
     """``embedded (B, D)`` -> ``(B, D)`` under ``variant`` (``typed``, ``nearest`` or ``soft@tau``)."""
     if variant == "typed":
         return embedded
-    similarity = embedded @ vocabulary.T
-    if variant == "nearest":
-        best, index = similarity.max(dim=1)
-        return torch.where((best >= min_cosine)[:, None], vocabulary[index], embedded)
+    if variant == "nearest":  # what serving does (marssep_core/encoders/api.py)
+        return nearest_vocabulary_text(embedded, vocabulary, min_cosine)
     tau = float(variant.split("@")[1])
-    return F.normalize(torch.softmax(similarity / tau, dim=1) @ vocabulary, dim=-1)
+    return F.normalize(torch.softmax(embedded @ vocabulary.T / tau, dim=1) @ vocabulary, dim=-1)
 
 
 def main() -> None:
@@ -48,7 +46,7 @@ def main() -> None:
     parser.add_argument("--checkout", type=Path, default=Path("."))
     parser.add_argument("--model", type=Path, default=Path("models/separator_sup.pt"))
     parser.add_argument("--variants", nargs="+", default=["typed", "nearest", "soft@0.02"])
-    parser.add_argument("--min-cosine", type=float, default=0.5)
+    parser.add_argument("--min-cosine", type=float, default=VOCABULARY_MIN_COSINE)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vocabulary_projection.json"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
