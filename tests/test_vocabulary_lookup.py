@@ -62,7 +62,8 @@ def test_cli_typed_text_flag_skips_the_lookup(tiny_separator, tmp_path):
     nearest = VOCABULARY[int((engine.encoder.text(["tone"]) @ engine.encoder.text(VOCABULARY).T).argmax())]
     save_audio(tmp_path / "mix.wav", synth_clip("tone", 3, 1.5) + synth_clip("noise", 4, 1.5), 16000)
     outputs = {}
-    for name, args in (("lookup", ["--text", "tone"]), ("class", ["--text", nearest]), ("typed", ["--text", "tone", "--typed-text"])):
+    runs = {"lookup": ["--text", "tone"], "class": ["--text", nearest], "typed": ["--text", "tone", "--typed-text"]}
+    for name, args in runs.items():
         code = main(["separate", str(tmp_path / "mix.wav"), *args, "--backend", "torch", "--model", str(model), "--device", "cpu",
                      "-o", str(tmp_path / name)])
         assert code == 0

@@ -6,9 +6,9 @@
 Every method returns unit-norm ``(B, D)`` float32 tensors on the encoder's device; batches run
 in one forward pass per modality. With a ``vocabulary`` (the class texts a separator's text
 queries trained on), ``text_query`` looks a typed text up among them: "dog" becomes the embedding
-of "a dog barking" when that is its nearest class text by at least ``VOCABULARY_MIN_COSINE``. ``query`` combines modalities as
-``normalize(sum_m w_m normalize(e_m))`` (default weights equal; the evaluation's "omni" query is
-``weights={"vision": 2, "text": 2, "audio": 1}``).
+of "a dog barking" when that is its nearest class text by at least ``VOCABULARY_MIN_COSINE``.
+``query`` combines modalities as ``normalize(sum_m w_m normalize(e_m))`` (default weights equal;
+the evaluation's "omni" query is ``weights={"vision": 2, "text": 2, "audio": 1}``).
 """
 
 from __future__ import annotations
@@ -61,10 +61,9 @@ class QueryEmbedder(ABC):
         self.vocabulary: list[str] = []
         self._vocabulary_embedded: torch.Tensor | None = None
 
-    def with_vocabulary(self, texts: Sequence[str]) -> QueryEmbedder:
-        """Set the class texts ``text_query`` looks typed texts up among (empty: none); returns self."""
+    def set_vocabulary(self, texts: Sequence[str]) -> None:
+        """Set the class texts ``text_query`` looks typed texts up among (empty: none)."""
         self.vocabulary, self._vocabulary_embedded = list(texts), None
-        return self
 
     @property
     def sample_rate(self) -> int:

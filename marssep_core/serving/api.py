@@ -12,7 +12,8 @@ channel is separated with the same query; long inputs go through overlap-add win
 model rate) and image (path or PIL image), combined as ``normalize(sum normalize(e_m))``;
 ``negative_*`` queries steer away from a sound (``q (1 + a) - a q_neg``, ``a = 0.5``). A text
 query is first looked up among the class texts the model's text queries trained on (its nearest,
-from a cosine of ``VOCABULARY_MIN_COSINE`` on: "dog" -> "a dog barking"); ``typed_text=True`` keeps it as typed.
+from a cosine of ``VOCABULARY_MIN_COSINE`` on: "dog" -> "a dog barking"); ``typed_text=True``
+keeps it as typed.
 The result is ``(N,)`` for mono input, ``(C, N)`` otherwise, resampled back to the input's rate
 (returned with it), so it lines up sample for sample with the mixture.
 """
@@ -105,7 +106,8 @@ def separate(
 ) -> tuple[np.ndarray, int]:
     """Separate the sound the query describes; returns ``(estimate, input_sample_rate)``. Text
     queries are looked up among the model's class texts when it records them, unless ``typed_text``."""
-    loaded = _load(backend=backend, model=str(model), encoder=str(encoder) if encoder else None, device=device, typed_text=typed_text)
+    loaded = _load(backend=backend, model=str(model), encoder=str(encoder) if encoder else None, device=device,
+                   typed_text=typed_text)
     engine = dataclasses.replace(loaded, segment=segment, overlap=overlap)
     if isinstance(mixture, (str, Path)):
         wave, source_rate = load_audio(mixture)

@@ -127,7 +127,7 @@ class OnnxQueryEncoder(QueryEmbedder):
                          image_size=facts.image_size, device=torch.device("cpu"))
         self.directory, self.info, self.device_name, self.threads = directory, info, device, threads
         self.sessions: dict[str, Any] = {}
-        self.with_vocabulary(info.vocabulary)
+        self.set_vocabulary(info.vocabulary)
 
     def _embed(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
         if modality not in self.info.towers:

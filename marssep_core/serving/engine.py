@@ -225,7 +225,8 @@ def load_torch_parts(model: Path, encoder: Path | None, device: str) -> TorchPar
         raise CheckpointError(f"{model}: {encoder_path} is not the encoder the separator was trained with "
                               "(md5 differs); pass --encoder explicitly to override")
     masker = TorchMasker(separator.mask_net, device)
-    query_encoder = QueryEncoder.from_checkpoint(encoder_path, str(masker.device)).with_vocabulary(info["meta"].get("vocabulary", []))
+    query_encoder = QueryEncoder.from_checkpoint(encoder_path, str(masker.device))
+    query_encoder.set_vocabulary(info["meta"].get("vocabulary", []))
     return TorchParts(masker=masker, encoder=query_encoder, encoder_path=encoder_path, audio=separator.audio, meta=info["meta"])
 
 
@@ -235,29 +236,18 @@ def load_engine(backend: str, model: str | Path, encoder: str | Path | None = No
     """An ``Engine`` on ``backend`` (onnx: ``model`` is a bundle directory; torch: a separator file).
     Text queries are looked up among the model's class texts when it records them, unless
     ``typed_text`` (then they are used as typed)."""
-    engine = _load_engine(backend=backend, model=Path(model), encoder=encoder, device=device, segment=segment, overlap=overlap,
-                          batch=batch, threads=threads)
-    if typed_text:
-        engine.encoder.with_vocabulary([])
-    return engine
-
-
-def _load_engine(backend: str, model: Path, encoder: str | Path | None, device: str, segment: float | None, overlap: float,
-                 batch: int, threads: int) -> Engine:
+    model = Path(model)
     if backend == "onnx":
         info = read_bundle(model)
-        masker = OnnxMasker(model / "mask.onnx", device, threads)
-        return Engine(
-            masker=masker,
-            encoder=OnnxQueryEncoder(model, info, device, threads),
-            audio=info.audio,
-            segment=segment,
-            overlap=overlap,
-            batch=batch,
-        )
-    if backend == "torch":
+        masker, query_encoder = OnnxMasker(model / "mask.onnx", device, threads), OnnxQueryEncoder(model, info, device, threads)
+        audio = info.audio
+    elif backend == "torch":
         if model.is_dir():
             raise CheckpointError(f"{model}: a directory (an ONNX bundle?); --backend torch needs a separator .pt file")
         parts = load_torch_parts(model, Path(encoder) if encoder else None, device)
-        return Engine(masker=parts.masker, encoder=parts.encoder, audio=parts.audio, segment=segment, overlap=overlap, batch=batch)
-    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        masker, query_encoder, audio = parts.masker, parts.encoder, parts.audio
+    else:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if typed_text:
+        query_encoder.set_vocabulary([])
+    return Engine(masker=masker, encoder=query_encoder, audio=audio, segment=segment, overlap=overlap, batch=batch)
