@@ -1,0 +1,82 @@
+"""Whole-crop inference against windows of the training crop length, on the same pairs.
+
+The separator trains on 1 s crops (``train_supervised.mixing.crop_seconds``) and is scored on 4 s
+pairs in one pass. This runs the same model on ``--windows`` (seconds:overlap) windows
+cross-faded by the project's overlap-add (``audio/overlap_add.py``, what ``marssep separate
+--segment`` does) and compares pair by pair with the one-pass estimate (new minus one pass,
+mean ± s.e.), on the test pairs and the cross-source set.
+
+    python benchmarks/window_inference.py   # -> benchmarks/results/window_inference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from paired_delta import paired_summary, test_and_cross_source_sets  # benchmarks/, the script's folder
+
+from marssep_core.audio.overlap_add import StreamingOverlapAdd
+from marssep_core.data.audio_bank import load_audio_bank
+from marssep_core.separation.evaluate import evaluate_pairs
+from marssep_core.separation.queries import QueryBank
+from marssep_core.separation.separator import Separator, load_separator
+
+
+class WindowedSeparator(torch.nn.Module):
+    """``(mixture (B, N), query (B, D)) -> (B, N)``: ``separator`` on ``segment``-sample windows
+    overlapping by ``overlap``, every window of an item in one batched pass."""
+
+    def __init__(self, separator: Separator, segment: int, overlap: float):
+        super().__init__()
+        self.separator, self.segment, self.overlap, self.stft = separator, segment, overlap, separator.stft
+
+    def forward(self, mixture: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        out = []
+        for wave, item_query in zip(mixture.cpu().numpy(), query):
+            def process(windows: np.ndarray, q: torch.Tensor = item_query) -> np.ndarray:
+                flat = torch.from_numpy(windows[:, 0])
+                return self.separator(flat, q.expand(len(flat), -1)).numpy()[:, None]
+
+            windows = int(np.ceil(wave.shape[0] / (self.segment * (1.0 - self.overlap)))) + 1
+            stream = StreamingOverlapAdd(process, channels=1, segment=self.segment, overlap=self.overlap, batch=windows)
+            out.append(np.concatenate([stream.push(wave[None]), stream.finish()], axis=1)[0])
+        return torch.from_numpy(np.stack(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkout", type=Path, default=Path("."))
+    parser.add_argument("--model", type=Path, default=Path("models/separator_sup.pt"))
+    parser.add_argument("--windows", nargs="+", default=["1.0:0.5", "2.0:0.5"], help="seconds:overlap per variant")
+    parser.add_argument("--kinds", nargs="+", default=["text", "audio"])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/window_inference.json"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    separator, _ = load_separator(args.checkout / args.model)
+    bank = load_audio_bank(args.checkout / "data/audio_bank")
+    queries = QueryBank.load(args.checkout / "data/query_bank.pt")
+    result: dict[str, object] = {"model": str(args.model), "windows": args.windows}
+    for name, (set_bank, pairs) in test_and_cross_source_sets(args.checkout, bank).items():
+        _, whole = evaluate_pairs(separator=separator, pairs=pairs, bank=set_bank, queries=queries, kinds=tuple(args.kinds),
+                                  oracle=False)
+        for spec in args.windows:
+            seconds, overlap = (float(v) for v in spec.split(":"))
+            windowed = WindowedSeparator(separator, int(round(seconds * separator.sample_rate)), overlap)
+            _, table = evaluate_pairs(separator=windowed, pairs=pairs, bank=set_bank, queries=queries,
+                                      kinds=tuple(args.kinds), oracle=False)
+            summary = paired_summary(whole, table)
+            result[f"{name} {spec}"] = summary
+            for corpus, kinds in summary.items():
+                print(name, spec, corpus, {k: f"{v['baseline']:.2f} -> {v['new']:.2f} ({v['delta']:+.2f} ± {v['delta_se']:.2f})"
+                                           for k, v in kinds.items()}, flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
