@@ -28,11 +28,12 @@ from marssep_core.separation.separator import Separator, load_separator
 
 class WindowedSeparator(torch.nn.Module):
     """``(mixture (B, N), query (B, D)) -> (B, N)``: ``separator`` on ``segment``-sample windows
-    overlapping by ``overlap``, every window of an item in one batched pass."""
+    overlapping by ``overlap``, every window of an item in one batched pass (no ``stft``: score it
+    with ``oracle=False``)."""
 
     def __init__(self, separator: Separator, segment: int, overlap: float):
         super().__init__()
-        self.separator, self.segment, self.overlap, self.stft = separator, segment, overlap, separator.stft
+        self.separator, self.segment, self.overlap = separator, segment, overlap
 
     def forward(self, mixture: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         out = []
