@@ -94,6 +94,25 @@ def paired_summary(baseline: pd.DataFrame, new: pd.DataFrame) -> dict[str, dict[
     return out
 
 
+def compare_variants(checkout: Path, baseline: torch.nn.Module, variants: dict[str, torch.nn.Module],
+                     kinds: tuple[str, ...]) -> dict[str, object]:
+    """``{"<set> <variant>": paired_summary}``: each of ``variants`` (separators) against
+    ``baseline``, pair by pair, on ``checkout``'s test pairs and cross-source set, for ``kinds``
+    of query (no oracle); each summary is printed as it comes."""
+    bank = load_audio_bank(checkout / "data/audio_bank")
+    queries = QueryBank.load(checkout / "data/query_bank.pt")
+    result: dict[str, object] = {}
+    for name, (set_bank, pairs) in test_and_cross_source_sets(checkout, bank).items():
+        _, before = evaluate_pairs(separator=baseline, pairs=pairs, bank=set_bank, queries=queries, kinds=kinds, oracle=False)
+        for variant, separator in variants.items():
+            _, after = evaluate_pairs(separator=separator, pairs=pairs, bank=set_bank, queries=queries, kinds=kinds, oracle=False)
+            result[f"{name} {variant}"] = summary = paired_summary(before, after)
+            for corpus, by_kind in summary.items():
+                print(name, variant, corpus, {k: f"{v['baseline']:.2f} -> {v['new']:.2f} ({v['delta']:+.2f} ± {v['delta_se']:.2f})"
+                                              for k, v in by_kind.items()}, flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, required=True, help="checkout of the baseline run")

@@ -17,12 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from paired_delta import paired_summary, test_and_cross_source_sets  # benchmarks/, the script's folder
+from paired_delta import compare_variants  # benchmarks/, the script's folder
 
 from marssep_core.audio.overlap_add import StreamingOverlapAdd
-from marssep_core.data.audio_bank import load_audio_bank
-from marssep_core.separation.evaluate import evaluate_pairs
-from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator, load_separator
 
 
@@ -59,22 +56,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     separator, _ = load_separator(args.checkout / args.model)
-    bank = load_audio_bank(args.checkout / "data/audio_bank")
-    queries = QueryBank.load(args.checkout / "data/query_bank.pt")
-    result: dict[str, object] = {"model": str(args.model), "windows": args.windows}
-    for name, (set_bank, pairs) in test_and_cross_source_sets(args.checkout, bank).items():
-        _, whole = evaluate_pairs(separator=separator, pairs=pairs, bank=set_bank, queries=queries, kinds=tuple(args.kinds),
-                                  oracle=False)
-        for spec in args.windows:
-            seconds, overlap = (float(v) for v in spec.split(":"))
-            windowed = WindowedSeparator(separator, int(round(seconds * separator.sample_rate)), overlap)
-            _, table = evaluate_pairs(separator=windowed, pairs=pairs, bank=set_bank, queries=queries,
-                                      kinds=tuple(args.kinds), oracle=False)
-            summary = paired_summary(whole, table)
-            result[f"{name} {spec}"] = summary
-            for corpus, kinds in summary.items():
-                print(name, spec, corpus, {k: f"{v['baseline']:.2f} -> {v['new']:.2f} ({v['delta']:+.2f} ± {v['delta_se']:.2f})"
-                                           for k, v in kinds.items()}, flush=True)
+    variants = {}
+    for spec in args.windows:
+        seconds, overlap = (float(v) for v in spec.split(":"))
+        variants[spec] = WindowedSeparator(separator, int(round(seconds * separator.sample_rate)), overlap)
+    result = {"model": str(args.model), "windows": args.windows,
+              **compare_variants(checkout=args.checkout, baseline=separator, variants=variants, kinds=tuple(args.kinds))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

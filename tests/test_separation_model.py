@@ -14,7 +14,16 @@ from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.separation.data import MixBatch
 from marssep_core.separation.losses import binary_target_mask, negative_si_sdr, ratio_target_mask, weighted_bce
-from marssep_core.separation.model import LOG_FLOOR, MaskNetConfig, MaskUNet, query_head, standardize, warp_matrices
+from marssep_core.separation.model import (
+    LOG_FLOOR,
+    MaskEnsemble,
+    MaskNetConfig,
+    MaskUNet,
+    build_mask_net,
+    query_head,
+    standardize,
+    warp_matrices,
+)
 from marssep_core.separation.separator import Separator, load_separator, save_separator
 from marssep_core.separation.stages import SupervisedTask
 
@@ -164,6 +173,48 @@ def test_separator_round_trips_through_its_model_file(tmp_path):
     assert info["meta"]["stage"] == "test" and "torch" in info["meta"]
     payload = torch.load(tmp_path / "sep.pt", weights_only=True)
     assert payload["config"]["warp_bins"] == 16 and payload["audio"]["sample_rate"] == 8000
+
+
+def test_an_ensemble_averages_the_logits_of_members_initialised_apart(tmp_path):
+    torch.manual_seed(0)
+    ensemble = build_mask_net(dataclasses.replace(TINY, members=3, temperature=2.0))
+    assert isinstance(ensemble, MaskEnsemble) and isinstance(build_mask_net(TINY), MaskUNet)
+    first, second = (dict(net.named_parameters())["downs.0.conv.weight"] for net in ensemble.members[:2])
+    assert not torch.equal(first, second)
+    assert all(net.cfg.temperature == 1.0 and net.cfg.members == 1 for net in ensemble.members)
+    magnitude, query = torch.rand(2, TINY.n_freq, 9), torch.randn(2, TINY.query_dim)
+    mean = sum(net(magnitude, query) for net in ensemble.members) / 3
+    torch.testing.assert_close(ensemble.mask(magnitude, query), torch.sigmoid(mean / 2.0))
+    separator = Separator(ensemble, AUDIO).eval()
+    save_separator(tmp_path / "sep.pt", separator, {"path": "enc.pt", "md5": "x"}, {"stage": "test"})
+    loaded, _ = load_separator(tmp_path / "sep.pt")
+    mixture = torch.randn(2, 4000)
+    torch.testing.assert_close(loaded(mixture, query), separator(mixture, query))
+    assert torch.load(tmp_path / "sep.pt", weights_only=True)["model"] == "MaskEnsemble"
+    with pytest.raises(ValueError, match="MaskEnsemble"):
+        MaskUNet(dataclasses.replace(TINY, members=2))
+
+
+def test_each_member_of_an_ensemble_learns_from_its_own_loss():
+    """The ensemble's training loss is the mean of its members' losses, so each member's gradient
+    is (1 / members of) what it gets trained alone on the same batch: independent models."""
+    torch.manual_seed(0)
+    ensemble, stft = build_mask_net(dataclasses.replace(TINY, members=2)), STFT.from_config(AUDIO)
+    target, interferer = torch.randn(2, 3, 1024)
+    batch = MixBatch(mixture=target + interferer, target=target, interferer=interferer, query=torch.randn(3, TINY.query_dim),
+                     target_class=["a"] * 3, interferer_class=["b"] * 3)
+    task = SupervisedTask(loss="bce_si_sdr", stft=stft, audio=AUDIO, sampler=None, val_pairs=None, bank=None, queries=None,
+                          eval_batch=1, si_sdr_weight=0.02)
+    loss, parts = task.loss_on(ensemble, batch, torch.device("cpu"))
+    alone = [task.loss_on(net, batch, torch.device("cpu")) for net in ensemble.members]
+    torch.testing.assert_close(loss, (alone[0][0] + alone[1][0]) / 2)
+    assert parts["bce"] == pytest.approx((alone[0][1]["bce"] + alone[1][1]["bce"]) / 2)
+    loss.backward()
+    together = [p.grad.clone() for p in ensemble.members[0].parameters()]
+    ensemble.zero_grad()
+    alone[0][0].backward()
+    for joint, single in zip(together, ensemble.members[0].parameters()):
+        torch.testing.assert_close(joint, single.grad / 2)
 
 
 def test_load_separator_names_the_file_when_it_is_not_a_model(tmp_path):

@@ -204,3 +204,20 @@ def test_a_model_failure_is_not_reported_as_a_decoding_error(engines, tmp_path):
     with pytest.raises(RuntimeError, match="out of memory") as caught:
         engine.separate_file(tmp_path / "mix.wav", tmp_path / "out.wav", engine.encoder.text(["x"]))
     assert type(caught.value) is RuntimeError and not (tmp_path / "out.wav").exists()
+
+
+def test_an_ensemble_mask_network_exports_to_one_graph_that_matches_pytorch(tmp_path):
+    import onnxruntime
+
+    from marssep_core.separation.model import MaskNetConfig, build_mask_net
+    from marssep_core.serving.export import export_mask_graph
+
+    torch.manual_seed(0)
+    ensemble = build_mask_net(MaskNetConfig(n_freq=65, query_dim=8, warp_bins=16, downs=2, channels=4, mask_channels=4,
+                                            members=2, temperature=1.3)).eval()
+    export_mask_graph(ensemble, tmp_path / "mask.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "mask.onnx"), providers=["CPUExecutionProvider"])
+    magnitude = torch.exp(torch.randn(3, 65, 29) * 3.0 - 2.0)
+    query = F.normalize(torch.randn(3, 8), dim=-1)
+    got = session.run(None, {"magnitude": magnitude.numpy(), "query": query.numpy()})[0]
+    assert np.abs(got - ensemble.mask(magnitude, query).detach().numpy()).max() < 1e-4

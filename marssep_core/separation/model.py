@@ -16,10 +16,15 @@ Architecture (Sound-of-Pixels / CLIPSep U-Net, sizes from params):
 - optionally (``active_norm``) the standardisation ignores digitally silent bins (zero padding);
 - optionally (``input_skip``) the normalised input joins the full-resolution block;
 - the logits are interpolated back to the linear frequency axis.
+
+``members > 1`` makes the network a ``MaskEnsemble``: that many U-Nets of this architecture,
+initialised apart, each trained with its own loss on the same batches (``member_logits``); the
+mask averages their logits. ``build_mask_net`` builds either from a config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -51,6 +56,8 @@ class MaskNetConfig:
     # the logits are divided by it: 1 while training; afterwards ``train_supervised`` picks it on
     # the validation pairs (``mask_temperatures``), softening a mask the weighted BCE makes too sure
     temperature: float = 1.0
+    # independently initialised U-Nets whose logits are averaged (MaskEnsemble); 1: one U-Net
+    members: int = 1
 
 
 def _warp_positions(n_freq: int, bins: int) -> torch.Tensor:
@@ -150,6 +157,8 @@ class MaskUNet(nn.Module):
 
     def __init__(self, cfg: MaskNetConfig):
         super().__init__()
+        if cfg.members != 1:
+            raise ValueError(f"MaskUNet is one network; members={cfg.members} is a MaskEnsemble (build_mask_net)")
         self.cfg = cfg
         to_warped, to_linear = warp_matrices(cfg.n_freq, cfg.warp_bins) if cfg.warp_bins else (None, None)
         self.register_buffer("to_warped", to_warped, persistent=False)
@@ -195,3 +204,47 @@ class MaskUNet(nn.Module):
     def mask(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """The mask proposal ``P`` in [0, 1], ``(B, F, T)``."""
         return torch.sigmoid(self(magnitude, query))
+
+
+class MaskEnsemble(nn.Module):
+    """``cfg.members`` ``MaskUNet`` s of one architecture; ``(|X| (B, F, T), q (B, D)) -> the mean
+    of their logits (B, F, T)``, divided by ``cfg.temperature`` (the members' own is 1).
+
+    The members are initialised one after the other from the torch generator, so apart. Training
+    gives each its own loss on the same batch (``member_logits``), so they stay independent models
+    whose errors partly cancel in the mean; a loss on the mean would train one wider network."""
+
+    def __init__(self, cfg: MaskNetConfig):
+        super().__init__()
+        if cfg.members < 2:
+            raise ValueError(f"a MaskEnsemble needs at least 2 members, got {cfg.members}")
+        self.cfg = cfg
+        member = dataclasses.replace(cfg, members=1, temperature=1.0)
+        self.members = nn.ModuleList(MaskUNet(member) for _ in range(cfg.members))
+
+    def member_logits(self, magnitude: torch.Tensor, query: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's logits ``(B, F, T)``."""
+        return [net(magnitude, query) for net in self.members]
+
+    def forward(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.member_logits(magnitude, query)).mean(dim=0) / self.cfg.temperature
+
+    def mask(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """The mask proposal ``P`` in [0, 1], ``(B, F, T)``."""
+        return torch.sigmoid(self(magnitude, query))
+
+
+MaskNet = MaskUNet | MaskEnsemble
+
+
+def build_mask_net(cfg: MaskNetConfig) -> MaskNet:
+    """A ``MaskUNet`` for ``cfg.members == 1``, else a ``MaskEnsemble``."""
+    return MaskUNet(cfg) if cfg.members == 1 else MaskEnsemble(cfg)
+
+
+def member_logits(mask_net: MaskNet, magnitude: torch.Tensor, query: torch.Tensor) -> list[torch.Tensor]:
+    """What each member predicts, ``[(B, F, T)] * members`` (one entry for a ``MaskUNet``): the
+    training loss is applied to each (at temperature 1, which training keeps)."""
+    if isinstance(mask_net, MaskEnsemble):
+        return mask_net.member_logits(magnitude, query)
+    return [mask_net(magnitude, query)]

@@ -22,7 +22,7 @@ from torch import nn
 from marssep_core import __version__
 from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
-from marssep_core.separation.model import MaskNetConfig, MaskUNet
+from marssep_core.separation.model import MaskNet, MaskNetConfig, build_mask_net
 from marssep_core.torch_utils import CheckpointError, read_payload, save_torch_atomic
 
 FORMAT = "marssep-separator-v1"
@@ -31,7 +31,7 @@ FORMAT = "marssep-separator-v1"
 class Separator(nn.Module):
     """``(mixture (B, N), query (B, D)) -> estimate (B, N)`` at ``sample_rate``."""
 
-    def __init__(self, mask_net: MaskUNet, audio: AudioConfig):
+    def __init__(self, mask_net: MaskNet, audio: AudioConfig):
         super().__init__()
         self.mask_net = mask_net
         self.audio = audio
@@ -60,7 +60,7 @@ def save_separator(path: Path, separator: Separator, encoder: dict[str, str], me
     """Write the model file atomically (``encoder``: path and md5 of the query encoder)."""
     payload = {
         "format": FORMAT,
-        "model": "MaskUNet",
+        "model": type(separator.mask_net).__name__,
         "config": dataclasses.asdict(separator.mask_net.cfg),
         "audio": dataclasses.asdict(separator.audio),
         "encoder": dict(encoder),
@@ -74,7 +74,7 @@ def load_separator(path: str | Path) -> tuple[Separator, dict[str, Any]]:
     """Rebuild a ``Separator`` (eval mode, CPU) from a model file; returns it and the file's
     ``encoder`` and ``meta`` entries."""
     payload = read_payload(path, FORMAT, "separator model file")
-    mask_net = MaskUNet(MaskNetConfig(**payload["config"]))
+    mask_net = build_mask_net(MaskNetConfig(**payload["config"]))
     missing, unexpected = mask_net.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: missing {sorted(missing)[:10]}, unexpected {sorted(unexpected)[:10]}")

@@ -30,7 +30,7 @@ from marssep_core.io_utils import write_json_atomic, write_table_atomic
 from marssep_core.separation.data import MixBatch, MixingConfig, MixtureSampler, training_sampler
 from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
-from marssep_core.separation.model import MaskNetConfig, MaskUNet
+from marssep_core.separation.model import MaskNet, MaskNetConfig, build_mask_net, member_logits
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator, save_separator
 from marssep_core.training.loop import LoopConfig, clear_run, fingerprint_of, train_loop
@@ -50,6 +50,7 @@ class UNetParams:
     film: bool = True
     input_skip: bool = False
     active_norm: bool = False
+    members: int = 1  # > 1: an ensemble of independently initialised U-Nets, logits averaged (MaskEnsemble)
 
 
 @dataclass(frozen=True)
@@ -113,19 +114,34 @@ class SupervisedTask:
         return self.sampler.sample(batch_size, rng)
 
     def loss_on(self, model: nn.Module, batch: MixBatch, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of each member of ``model`` on ``batch`` (``member_logits``), averaged: an
+        ensemble's members learn apart on the same mixtures."""
         mixture, target = batch.mixture.to(device), batch.target.to(device)
         with torch.autocast(device.type, enabled=False):  # STFTs in float32
             spec = self.stft.forward(mixture)
             magnitude = spec.abs()
-        logits = model(magnitude, batch.query.to(device))
+            target_magnitude = self.stft.forward(target).abs()
+        losses, parts = [], []
+        for logits in member_logits(model, magnitude, batch.query.to(device)):
+            loss, logged = self.member_loss(logits=logits, spec=spec, magnitude=magnitude, target_magnitude=target_magnitude,
+                                            target=target)
+            losses.append(loss)
+            parts.append(logged)
+        logged = {key: float(np.mean([p[key] for p in parts])) for key in parts[0]}
+        return sum(losses) / len(losses), logged
+
+    def member_loss(self, logits: torch.Tensor, spec: torch.Tensor, magnitude: torch.Tensor, target_magnitude: torch.Tensor,
+                    target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """``self.loss_name`` of mask logits ``(B, F, T)`` for the mixture ``spec`` (complex,
+        ``(B, F, T)``) and its target (magnitude ``(B, F, T)``, waveform ``(B, N)``)."""
         if self.loss_name in ("bce", "ratio_bce"):
-            return weighted_bce(logits, self.stft.forward(target).abs(), magnitude, ratio_target=self.loss_name == "ratio_bce"), {}
-        with torch.autocast(device.type, enabled=False):
-            estimate = self.stft.inverse(torch.sigmoid(logits.float()) * spec, mixture.shape[-1])
+            return weighted_bce(logits, target_magnitude, magnitude, ratio_target=self.loss_name == "ratio_bce"), {}
+        with torch.autocast(logits.device.type, enabled=False):
+            estimate = self.stft.inverse(torch.sigmoid(logits.float()) * spec, target.shape[-1])
             waveform_loss = negative_si_sdr(estimate, target)
             if self.loss_name == "si_sdr":
                 return waveform_loss, {}
-            bce = weighted_bce(logits, self.stft.forward(target).abs(), magnitude)
+            bce = weighted_bce(logits, target_magnitude, magnitude)
             return bce + self.si_sdr_weight * waveform_loss, {"bce": bce.item(), "neg_si_sdr": waveform_loss.item()}
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -142,7 +158,7 @@ class SupervisedTask:
         return {f"si_sdri_{kind}": values["si_sdri"] for kind, values in summary.items()}
 
 
-def calibrate_temperature(mask_net: MaskUNet, task: SupervisedTask, temperatures: tuple[float, ...]) -> dict[str, Any]:
+def calibrate_temperature(mask_net: MaskNet, task: SupervisedTask, temperatures: tuple[float, ...]) -> dict[str, Any]:
     """Set ``mask_net``'s temperature to the one of ``temperatures`` with the best validation
     text SI-SDRi (the first on a tie); returns it with the score of each."""
     scores = {}
@@ -157,7 +173,7 @@ def calibrate_temperature(mask_net: MaskUNet, task: SupervisedTask, temperatures
 
 def build_separator(cfg: UNetParams, audio: AudioConfig, query_dim: int) -> Separator:
     stft = STFT.from_config(audio)
-    return Separator(MaskUNet(MaskNetConfig(n_freq=stft.n_freq, query_dim=query_dim, **dataclasses.asdict(cfg))), audio)
+    return Separator(build_mask_net(MaskNetConfig(n_freq=stft.n_freq, query_dim=query_dim, **dataclasses.asdict(cfg))), audio)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig
 from marssep_core.encoders.api import QueryEmbedder, QueryEncoder
 from marssep_core.io_utils import atomic_path, md5_file
-from marssep_core.separation.model import MaskUNet
+from marssep_core.separation.model import MaskNet
 from marssep_core.separation.separator import load_separator
 from marssep_core.serving.bundle import OnnxMasker, OnnxQueryEncoder, read_bundle
 from marssep_core.torch_utils import CheckpointError, resolve_device
@@ -55,7 +55,7 @@ class Masker(Protocol):
 class TorchMasker:
     """The PyTorch mask network as a ``Masker`` (eager, inference mode)."""
 
-    def __init__(self, mask_net: MaskUNet, device: str = "cpu"):
+    def __init__(self, mask_net: MaskNet, device: str = "cpu"):
         self.device = resolve_device(device)
         self.mask_net = mask_net.to(self.device).eval()
         self.provider = f"torch-{self.device.type}"

@@ -29,7 +29,7 @@ from marssep_core.encoders.api import QueryEncoder
 from marssep_core.encoders.imagebind import ImageBindModel
 from marssep_core.encoders.preprocess import audio_to_model_input, image_to_model_input
 from marssep_core.io_utils import md5_file, write_json_atomic
-from marssep_core.separation.model import MaskUNet
+from marssep_core.separation.model import MaskNet
 from marssep_core.serving.bundle import BUNDLE_FILE, BundleInfo, EncoderFacts, sha256_file
 from marssep_core.serving.engine import load_torch_parts
 
@@ -41,7 +41,7 @@ STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 class MaskGraph(nn.Module):
     """What ``mask.onnx`` computes: ``(magnitude (B, F, T), query (B, D)) -> mask (B, F, T)``."""
 
-    def __init__(self, mask_net: MaskUNet):
+    def __init__(self, mask_net: MaskNet):
         super().__init__()
         self.mask_net = mask_net
 
@@ -79,7 +79,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str],
     return next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
 
 
-def export_mask_graph(mask_net: MaskUNet, path: Path) -> int:
+def export_mask_graph(mask_net: MaskNet, path: Path) -> int:
     """``mask.onnx``: the mask network with dynamic batch and frame axes; returns the opset."""
     cfg = mask_net.cfg
     batch, frames = torch.export.Dim.DYNAMIC, torch.export.Dim.DYNAMIC

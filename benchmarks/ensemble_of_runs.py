@@ -1,0 +1,65 @@
+"""Separators trained apart, averaged: how much of one run's error is its own?
+
+Loads trained model files of one query bank (lever runs of ``train_supervised``, say), joins them
+into one ``MaskEnsemble`` (each member keeps its calibrated mask temperature; the ensemble
+averages their logits) and compares it pair by pair with the first model (ensemble minus first,
+mean ± s.e.) on the test pairs and the cross-source set, for text and audio queries. With
+``--soup`` it also scores the average of the members' *weights* (one network), which only works
+for members that share a basin.
+
+    python benchmarks/ensemble_of_runs.py --models models/separator_sup.pt /tmp/lever_eq/separator_sup.pt \\
+        --out benchmarks/results/ensemble_of_runs/default_eq.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from paired_delta import compare_variants  # benchmarks/, the script's folder
+
+from marssep_core.separation.model import MaskEnsemble, MaskUNet
+from marssep_core.separation.separator import Separator, load_separator
+
+
+def ensemble_of(separators: list[Separator]) -> Separator:
+    """One ``Separator`` whose mask averages the logits of ``separators``' mask networks, each at
+    its own temperature."""
+    first = separators[0].mask_net
+    ensemble = MaskEnsemble(dataclasses.replace(first.cfg, members=len(separators), temperature=1.0))
+    for member, separator in zip(ensemble.members, separators):
+        member.cfg = separator.mask_net.cfg
+        member.load_state_dict(separator.mask_net.state_dict())
+    return Separator(ensemble, separators[0].audio).eval()
+
+
+def soup_of(separators: list[Separator]) -> Separator:
+    """One network with the members' mean weights (the first member's temperature)."""
+    states = [s.mask_net.state_dict() for s in separators]
+    soup = MaskUNet(separators[0].mask_net.cfg)
+    soup.load_state_dict({key: torch.stack([state[key].float() for state in states]).mean(dim=0) for key in states[0]})
+    return Separator(soup, separators[0].audio).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkout", type=Path, default=Path("."))
+    parser.add_argument("--models", type=Path, nargs="+", required=True, help="model files; the first is the baseline")
+    parser.add_argument("--soup", action="store_true", help="also score the members' averaged weights")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    separators = [load_separator(args.checkout / path)[0] for path in args.models]
+    variants = {"ensemble": ensemble_of(separators), **({"soup": soup_of(separators)} if args.soup else {})}
+    result = {"models": [str(p) for p in args.models], "temperatures": [s.mask_net.cfg.temperature for s in separators],
+              **compare_variants(checkout=args.checkout, baseline=separators[0], variants=variants, kinds=("text", "audio"))}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
