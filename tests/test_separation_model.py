@@ -185,6 +185,9 @@ def test_an_ensemble_averages_the_logits_of_members_initialised_apart(tmp_path):
     magnitude, query = torch.rand(2, TINY.n_freq, 9), torch.randn(2, TINY.query_dim)
     mean = sum(net(magnitude, query) for net in ensemble.members) / 3
     torch.testing.assert_close(ensemble.mask(magnitude, query), torch.sigmoid(mean / 2.0))
+    torch.testing.assert_close(ensemble(magnitude, query, per_member=True).mean(dim=0), mean)
+    single = build_mask_net(TINY)
+    assert torch.equal(single(magnitude, query, per_member=True)[0], single(magnitude, query))
     separator = Separator(ensemble, AUDIO).eval()
     save_separator(tmp_path / "sep.pt", separator, {"path": "enc.pt", "md5": "x"}, {"stage": "test"})
     loaded, _ = load_separator(tmp_path / "sep.pt")

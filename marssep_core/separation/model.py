@@ -18,7 +18,7 @@ Architecture (Sound-of-Pixels / CLIPSep U-Net, sizes from params):
 - the logits are interpolated back to the linear frequency axis.
 
 ``members > 1`` makes the network a ``MaskEnsemble``: that many U-Nets of this architecture,
-initialised apart, each trained with its own loss on the same batches (``member_logits``); the
+initialised apart, each trained with its own loss on the same batches (``forward(..., per_member=True)``); the
 mask averages their logits. ``build_mask_net`` builds either from a config.
 """
 
@@ -177,7 +177,8 @@ class MaskUNet(nn.Module):
         self.ups = nn.ModuleList(ups)
         self.query_weights = nn.Linear(cfg.query_dim, cfg.mask_channels + 1)  # K weights + bias
 
-    def forward(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    def forward(self, magnitude: torch.Tensor, query: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        """Logits ``(B, F, T)``; ``per_member``: ``(1, B, F, T)``, the ``MaskEnsemble`` interface."""
         frames = magnitude.shape[-1]
         x = torch.log(magnitude.clamp(min=MAGNITUDE_FLOOR))
         if self.to_warped is not None:
@@ -199,7 +200,8 @@ class MaskUNet(nn.Module):
         logits = logits[:, :bins, :frames]
         if self.to_linear is not None:
             logits = torch.matmul(self.to_linear, logits)
-        return logits / self.cfg.temperature
+        logits = logits / self.cfg.temperature
+        return logits[None] if per_member else logits
 
     def mask(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """The mask proposal ``P`` in [0, 1], ``(B, F, T)``."""
@@ -211,7 +213,7 @@ class MaskEnsemble(nn.Module):
     of their logits (B, F, T)``, divided by ``cfg.temperature`` (the members' own is 1).
 
     The members are initialised one after the other from the torch generator, so apart. Training
-    gives each its own loss on the same batch (``member_logits``), so they stay independent models
+    gives each its own loss on the same batch (``per_member``), so they stay independent models
     whose errors partly cancel in the mean; a loss on the mean would train one wider network."""
 
     def __init__(self, cfg: MaskNetConfig):
@@ -222,12 +224,12 @@ class MaskEnsemble(nn.Module):
         member = dataclasses.replace(cfg, members=1, temperature=1.0)
         self.members = nn.ModuleList(MaskUNet(member) for _ in range(cfg.members))
 
-    def member_logits(self, magnitude: torch.Tensor, query: torch.Tensor) -> list[torch.Tensor]:
-        """Each member's logits ``(B, F, T)``."""
-        return [net(magnitude, query) for net in self.members]
-
-    def forward(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        return torch.stack(self.member_logits(magnitude, query)).mean(dim=0) / self.cfg.temperature
+    def forward(self, magnitude: torch.Tensor, query: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        """The mean logits ``(B, F, T)``; ``per_member``: each member's, ``(members, B, F, T)``, at
+        temperature 1 (what training gives each its loss on; through ``forward`` so a DDP wrapper
+        sees the call)."""
+        logits = torch.stack([net(magnitude, query) for net in self.members])
+        return logits if per_member else logits.mean(dim=0) / self.cfg.temperature
 
     def mask(self, magnitude: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """The mask proposal ``P`` in [0, 1], ``(B, F, T)``."""
@@ -241,10 +243,3 @@ def build_mask_net(cfg: MaskNetConfig) -> MaskNet:
     """A ``MaskUNet`` for ``cfg.members == 1``, else a ``MaskEnsemble``."""
     return MaskUNet(cfg) if cfg.members == 1 else MaskEnsemble(cfg)
 
-
-def member_logits(mask_net: MaskNet, magnitude: torch.Tensor, query: torch.Tensor) -> list[torch.Tensor]:
-    """What each member predicts, ``[(B, F, T)] * members`` (one entry for a ``MaskUNet``): the
-    training loss is applied to each (at temperature 1, which training keeps)."""
-    if isinstance(mask_net, MaskEnsemble):
-        return mask_net.member_logits(magnitude, query)
-    return [mask_net(magnitude, query)]

@@ -30,7 +30,7 @@ from marssep_core.io_utils import write_json_atomic, write_table_atomic
 from marssep_core.separation.data import MixBatch, MixingConfig, MixtureSampler, training_sampler
 from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.losses import LOSSES, negative_si_sdr, weighted_bce
-from marssep_core.separation.model import MaskNet, MaskNetConfig, build_mask_net, member_logits
+from marssep_core.separation.model import MaskNet, MaskNetConfig, build_mask_net
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import Separator, save_separator
 from marssep_core.training.loop import LoopConfig, clear_run, fingerprint_of, train_loop
@@ -114,7 +114,7 @@ class SupervisedTask:
         return self.sampler.sample(batch_size, rng)
 
     def loss_on(self, model: nn.Module, batch: MixBatch, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of each member of ``model`` on ``batch`` (``member_logits``), averaged: an
+        """The loss of each member of ``model`` on ``batch`` (``per_member`` logits), averaged: an
         ensemble's members learn apart on the same mixtures."""
         mixture, target = batch.mixture.to(device), batch.target.to(device)
         with torch.autocast(device.type, enabled=False):  # STFTs in float32
@@ -122,7 +122,7 @@ class SupervisedTask:
             magnitude = spec.abs()
             target_magnitude = self.stft.forward(target).abs()
         losses, parts = [], []
-        for logits in member_logits(model, magnitude, batch.query.to(device)):
+        for logits in model(magnitude, batch.query.to(device), per_member=True):
             loss, logged = self.member_loss(logits=logits, spec=spec, magnitude=magnitude, target_magnitude=target_magnitude,
                                             target=target)
             losses.append(loss)
