@@ -10,11 +10,15 @@ the encoder are not part of the step being measured. Results go to
 
     python benchmarks/bench_separator.py                            # CPU: default (5 steps) and paper (1 step)
     python benchmarks/bench_separator.py --device cuda --bf16 both  # GPU: bf16 on and off
+    # a CPU with native bf16 (loop.cpu_bf16), one network and a two-member ensemble:
+    python benchmarks/bench_separator.py --profiles default --bf16 both --members 1 2 \
+        --out benchmarks/results/separator_cpu_bf16.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -45,33 +49,40 @@ def _merge(base: dict, overlay: dict) -> dict:
     return out
 
 
-def measure(profile: str, device: str, bf16: bool, steps: int, warmup: int, threads: int, batch: int | None = None) -> dict:
+def measure(profile: str, device: str, bf16: bool, steps: int, warmup: int, threads: int, batch: int | None = None,
+            members: int = 1) -> dict:
     import torch
 
     from marssep_core.config import AudioConfig, build
     from marssep_core.separation.losses import negative_si_sdr, weighted_bce
     from marssep_core.separation.stages import SupervisedConfig, build_separator
+    from marssep_core.torch_utils import autocast_dtype
 
     torch.set_num_threads(threads)
     audio_params, sup_params = profile_sections(profile)
     audio, cfg = build(AudioConfig, audio_params), build(SupervisedConfig, sup_params)
-    separator = build_separator(cfg.model, audio, 128).to(device)
+    separator = build_separator(dataclasses.replace(cfg.model, members=members), audio, 128).to(device)
     optimizer = torch.optim.AdamW(separator.parameters(), lr=1e-4)
     samples = int(round(cfg.mixing.crop_seconds * audio.sample_rate))
     batch = batch or cfg.loop.batch_size
     mixture_wave = torch.randn(batch, samples, device=device) * 0.1
     target_wave = mixture_wave * 0.5
     query = torch.nn.functional.normalize(torch.randn(batch, 128, device=device), dim=-1)
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=bf16 and device == "cuda")
+    # the training loop's rule: bf16 on CUDA, or on a CPU that computes it natively (loop.cpu_bf16)
+    dtype = autocast_dtype(torch.device(device), cuda_bf16=bf16, cpu_bf16=bf16)
+    autocast = torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
-    def step() -> None:  # the same computation as SupervisedTask.loss, minus data sampling
+    def step() -> None:  # SupervisedTask.loss_on's computation per member, minus data sampling
         spec = separator.stft.forward(mixture_wave)
         with autocast:
-            logits = separator.mask_net(spec.abs(), query)
-        if cfg.loss == "bce":
-            loss = weighted_bce(logits, separator.stft.forward(target_wave).abs(), spec.abs())
-        else:
-            loss = negative_si_sdr(separator.stft.inverse(torch.sigmoid(logits.float()) * spec, samples), target_wave)
+            member_logits = separator.mask_net(spec.abs(), query, per_member=True)
+        losses = []
+        for logits in member_logits:
+            if cfg.loss == "bce":
+                losses.append(weighted_bce(logits, separator.stft.forward(target_wave).abs(), spec.abs()))
+            else:
+                losses.append(negative_si_sdr(separator.stft.inverse(torch.sigmoid(logits.float()) * spec, samples), target_wave))
+        loss = sum(losses) / len(losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -88,7 +99,8 @@ def measure(profile: str, device: str, bf16: bool, steps: int, warmup: int, thre
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
     result = {
-        "profile": profile, "device": device, "bf16": bf16 and device == "cuda", "loss": cfg.loss, "batch_size": batch,
+        "profile": profile, "device": device, "bf16": dtype is not None, "members": members, "loss": cfg.loss,
+        "batch_size": batch,
         "crop_samples": samples, "frames": separator.stft.num_frames(samples),
         "parameters": sum(p.numel() for p in separator.parameters()), "timed_steps": steps,
         "step_seconds": round(seconds, 4), "examples_per_second": round(batch / seconds, 2),
@@ -115,26 +127,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--profiles", nargs="+", default=["default", "paper"])
-    parser.add_argument("--bf16", choices=["on", "off", "both"], default="on", help="CUDA autocast (ignored on CPU)")
+    parser.add_argument("--bf16", choices=["on", "off", "both"],
+                        help="bf16 autocast (default: on for CUDA, off on a CPU; on a CPU without native bf16 it stays off)")
+    parser.add_argument("--members", type=int, nargs="+", default=[1], help="U-Nets in the ensemble (model.members)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/separator_<device>.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: a single measurement, JSON args
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(**json.loads(args.one))))
         return
     runs = []
-    modes = [True, False] if args.bf16 == "both" else [args.bf16 == "on"]
+    bf16 = args.bf16 or ("on" if args.device == "cuda" else "off")
+    modes = [True, False] if bf16 == "both" else [bf16 == "on"]
     for profile in args.profiles:
         # the paper profile's CPU step takes minutes: one timed step there, five elsewhere
         steps, warmup = (1, 0) if profile == "paper" and args.device == "cpu" else (5, 1)
-        for bf16 in modes if args.device == "cuda" else [False]:
-            spec = {"profile": profile, "device": args.device, "bf16": bf16, "steps": steps, "warmup": warmup, "threads": args.threads}
-            runs.append(_run(spec))
-            if "error" in runs[-1] and profile == "paper":  # e.g. out of memory: a smaller batch still gives a rate
-                runs.append(_run({**spec, "batch": 16}))
+        for members in args.members:
+            for mode in modes:
+                spec = {"profile": profile, "device": args.device, "bf16": mode, "steps": steps, "warmup": warmup,
+                        "threads": args.threads, "members": members}
+                runs.append(_run(spec))
+                if "error" in runs[-1] and profile == "paper":  # e.g. out of memory: a smaller batch still gives a rate
+                    runs.append(_run({**spec, "batch": 16}))
     import torch
 
-    out = ROOT / "benchmarks" / "results" / f"separator_{args.device}.json"
+    out = args.out or ROOT / "benchmarks" / "results" / f"separator_{args.device}.json"
     out.write_text(json.dumps({"torch": str(torch.__version__), "python": platform.python_version(),
                                "threads": args.threads, "runs": runs}, indent=2) + "\n")
     print(f"wrote {out}")

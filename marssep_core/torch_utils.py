@@ -31,6 +31,30 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` among the flags of
+    ``cpuinfo``; False where the file cannot be read). oneDNN then runs bf16 convolutions at about
+    twice the float32 speed; elsewhere they are emulated and slower than float32."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def autocast_dtype(device: torch.device, cuda_bf16: bool, cpu_bf16: bool) -> torch.dtype | None:
+    """bf16 where it is asked for and pays (CUDA; a CPU with native bf16), else ``None`` (float32)."""
+    if device.type == "cuda" and cuda_bf16:
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
 def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
     """Learning-rate factor for ``LambdaLR``: linear warmup, then cosine decay to 0 at ``steps``."""
 

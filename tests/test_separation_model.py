@@ -220,6 +220,50 @@ def test_each_member_of_an_ensemble_learns_from_its_own_loss():
         torch.testing.assert_close(joint, single.grad / 2)
 
 
+def test_under_bf16_autocast_the_frequency_warp_and_the_mask_head_stay_float32():
+    torch.manual_seed(0)
+    net = MaskUNet(TINY)
+    magnitude, query = torch.rand(2, TINY.n_freq, 12) + 0.01, torch.randn(2, TINY.query_dim)
+    seen = []
+    net.downs[0].register_forward_hook(lambda module, inputs, output: seen.append((inputs[0].dtype, output.dtype)))
+    exact = net(magnitude, query)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = net(magnitude, query)
+    assert seen == [(torch.float32, torch.float32), (torch.float32, torch.bfloat16)]  # the warped input; the convolutions
+    assert mixed.dtype == torch.float32 and not torch.equal(mixed, exact)
+    torch.testing.assert_close(mixed, exact, atol=0.1, rtol=0.05)
+
+
+def test_split_batches_give_each_member_the_loss_of_its_own_share():
+    """``member_batches="split"``: member ``i`` learns from the ``i``-th half of the batch alone, and
+    a one-network model's split is its whole batch."""
+    torch.manual_seed(0)
+    ensemble, stft = build_mask_net(dataclasses.replace(TINY, members=2)), STFT.from_config(AUDIO)
+    target, interferer = torch.randn(2, 4, 1024)
+    batch = MixBatch(mixture=target + interferer, target=target, interferer=interferer, query=torch.randn(4, TINY.query_dim),
+                     target_class=["a"] * 4, interferer_class=["b"] * 4)
+
+    def task(member_batches: str) -> SupervisedTask:
+        return SupervisedTask(loss="bce_si_sdr", stft=stft, audio=AUDIO, sampler=None, val_pairs=None, bank=None, queries=None,
+                              eval_batch=1, si_sdr_weight=0.02, member_batches=member_batches)
+
+    def rows(start: int) -> MixBatch:
+        return MixBatch(mixture=batch.mixture[start:start + 2], target=batch.target[start:start + 2],
+                        interferer=batch.interferer[start:start + 2], query=batch.query[start:start + 2],
+                        target_class=["a"] * 2, interferer_class=["b"] * 2)
+
+    loss, _ = task("split").loss_on(ensemble, batch, torch.device("cpu"))
+    alone = [task("shared").loss_on(net, rows(2 * i), torch.device("cpu"))[0] for i, net in enumerate(ensemble.members)]
+    torch.testing.assert_close(loss, (alone[0] + alone[1]) / 2)
+    single = ensemble.members[0]
+    torch.testing.assert_close(task("split").loss_on(single, batch, torch.device("cpu"))[0],
+                               task("shared").loss_on(single, batch, torch.device("cpu"))[0])
+    odd = MixBatch(mixture=batch.mixture[:3], target=batch.target[:3], interferer=batch.interferer[:3], query=batch.query[:3],
+                   target_class=["a"] * 3, interferer_class=["b"] * 3)
+    with pytest.raises(ValueError, match="does not split among 2 members"):
+        task("split").loss_on(ensemble, odd, torch.device("cpu"))
+
+
 def test_load_separator_names_the_file_when_it_is_not_a_model(tmp_path):
     from marssep_core.torch_utils import CheckpointError
 

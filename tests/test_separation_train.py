@@ -30,7 +30,8 @@ from marssep_core.separation.data import (
 )
 from marssep_core.separation.queries import QueryBank, mixup_queries, negative_query, unseen_recording_noise
 from marssep_core.separation.separator import load_separator
-from marssep_core.separation.stages import SupervisedConfig, run_supervised_stage
+from marssep_core.separation.stages import SupervisedConfig, UNetParams, run_supervised_stage
+from marssep_core.training.loop import LoopConfig
 from tests.conftest import TINY_SEPARATOR_PARAMS, supervised_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,15 @@ def test_supervised_stage_writes_model_metrics_and_history(separator_assets, tmp
 def test_mask_temperatures_must_be_positive():
     with pytest.raises(ValueError, match="mask_temperatures"):
         SupervisedConfig(mask_temperatures=(1.0, 0.0))
+
+
+def test_member_batches_must_be_known_and_split_the_batch():
+    with pytest.raises(ValueError, match="member_batches must be one of"):
+        SupervisedConfig(member_batches="halves")
+    three = UNetParams(members=3)
+    with pytest.raises(ValueError, match="does not split among model.members=3"):
+        SupervisedConfig(model=three, member_batches="split", loop=LoopConfig(batch_size=32))
+    assert SupervisedConfig(model=three, member_batches="split", loop=LoopConfig(batch_size=33)).member_batches == "split"
 
 
 def _train_command(a, out: Path, params: Path) -> list[str]:

@@ -18,12 +18,14 @@ Architecture (Sound-of-Pixels / CLIPSep U-Net, sizes from params):
 - the logits are interpolated back to the linear frequency axis.
 
 ``members > 1`` makes the network a ``MaskEnsemble``: that many U-Nets of this architecture,
-initialised apart, each trained with its own loss on the same batches (``forward(..., per_member=True)``); the
-mask averages their logits. ``build_mask_net`` builds either from a config.
+initialised apart, each trained with its own loss (``forward(..., per_member=True)``) on the same batches or, with
+``split_batch``, each on its own share of every batch; the mask averages their logits. ``build_mask_net`` builds
+either from a config.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -96,6 +98,13 @@ def standardize(x: torch.Tensor, active_only: bool) -> torch.Tensor:
     mean = (x * active).sum(dim=(2, 3), keepdim=True) / count
     std = (((x - mean) ** 2 * active).sum(dim=(2, 3), keepdim=True) / count).sqrt()
     return (x - mean) / (std + 1e-5)
+
+
+def float32_under_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Float32 for what it wraps when autocast is on (bf16 training); nothing otherwise, so float32
+    runs and the exported graph are unchanged. The frequency warp and the mask head sit in it: in
+    bf16 (8 bits of mantissa) they blur the log-magnitudes and logits of bins a semitone apart."""
+    return torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else contextlib.nullcontext()
 
 
 def query_head(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -177,14 +186,16 @@ class MaskUNet(nn.Module):
         self.ups = nn.ModuleList(ups)
         self.query_weights = nn.Linear(cfg.query_dim, cfg.mask_channels + 1)  # K weights + bias
 
-    def forward(self, magnitude: torch.Tensor, query: torch.Tensor, per_member: bool = False) -> torch.Tensor:
-        """Logits ``(B, F, T)``; ``per_member``: ``(1, B, F, T)``, the ``MaskEnsemble`` interface."""
+    def forward(self, magnitude: torch.Tensor, query: torch.Tensor, per_member: bool = False,
+                split_batch: bool = False) -> torch.Tensor:
+        """Logits ``(B, F, T)``; ``per_member``: ``(1, B, F, T)``, the ``MaskEnsemble`` interface
+        (whose ``split_batch`` is the whole batch for one network)."""
         frames = magnitude.shape[-1]
-        x = torch.log(magnitude.clamp(min=MAGNITUDE_FLOOR))
-        if self.to_warped is not None:
-            x = torch.matmul(self.to_warped, x)  # (B, W, T)
-        x = x[:, None]
-        x = standardize(x, active_only=self.cfg.active_norm)
+        with float32_under_autocast(magnitude.device.type):
+            x = torch.log(magnitude.clamp(min=MAGNITUDE_FLOOR))
+            if self.to_warped is not None:
+                x = torch.matmul(self.to_warped, x)  # (B, W, T)
+            x = standardize(x[:, None], active_only=self.cfg.active_norm)
         multiple = 2**self.cfg.downs
         bins = x.shape[2]
         x = F.pad(x, (0, (-frames) % multiple, 0, (-bins) % multiple))
@@ -196,10 +207,12 @@ class MaskUNet(nn.Module):
         skips = [*reversed(skips[:-1]), top]  # the last block returns to full resolution
         for up, skip in zip(self.ups, skips):
             x = up(x, skip, query)
-        logits = query_head(x, self.query_weights(query))
-        logits = logits[:, :bins, :frames]
-        if self.to_linear is not None:
-            logits = torch.matmul(self.to_linear, logits)
+        with float32_under_autocast(x.device.type):
+            # the blocks' output is bf16 under autocast; the head computes in the weights' dtype
+            logits = query_head(x.to(self.query_weights.weight.dtype), self.query_weights(query))
+            logits = logits[:, :bins, :frames]
+            if self.to_linear is not None:
+                logits = torch.matmul(self.to_linear, logits)
         logits = logits / self.cfg.temperature
         return logits[None] if per_member else logits
 
@@ -224,10 +237,17 @@ class MaskEnsemble(nn.Module):
         member = dataclasses.replace(cfg, members=1, temperature=1.0)
         self.members = nn.ModuleList(MaskUNet(member) for _ in range(cfg.members))
 
-    def forward(self, magnitude: torch.Tensor, query: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+    def forward(self, magnitude: torch.Tensor, query: torch.Tensor, per_member: bool = False,
+                split_batch: bool = False) -> torch.Tensor:
         """The mean logits ``(B, F, T)``; ``per_member``: each member's, ``(members, B, F, T)``, at
         temperature 1 (what training gives each its loss on; through ``forward`` so a DDP wrapper
-        sees the call)."""
+        sees the call). ``split_batch`` (with ``per_member``): member ``i`` sees only the ``i``-th of
+        ``members`` equal consecutive shares of the batch, ``(members, B / members, F, T)``."""
+        if split_batch and per_member:
+            if magnitude.shape[0] % len(self.members):
+                raise ValueError(f"a batch of {magnitude.shape[0]} does not split among {len(self.members)} members")
+            shares = zip(magnitude.chunk(len(self.members)), query.chunk(len(self.members)))
+            return torch.stack([net(part, part_query) for net, (part, part_query) in zip(self.members, shares)])
         logits = torch.stack([net(magnitude, query) for net in self.members])
         return logits if per_member else logits.mean(dim=0) / self.cfg.temperature
 

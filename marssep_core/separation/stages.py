@@ -37,6 +37,8 @@ from marssep_core.training.loop import LoopConfig, clear_run, fingerprint_of, tr
 
 log = logging.getLogger(__name__)
 
+MEMBER_BATCHES = ("shared", "split")
+
 
 @dataclass(frozen=True)
 class UNetParams:
@@ -79,10 +81,19 @@ class SupervisedConfig:
     # mask temperatures tried on the validation pairs after training; the best text SI-SDRi is kept
     # in the model file (``MaskNetConfig.temperature``). (1.0,) keeps the trained mask as it is.
     mask_temperatures: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0)
+    # with model.members > 1: "shared" gives every member the whole batch (members x the step's cost);
+    # "split" gives member i the i-th of members equal shares of it (different mixtures per member,
+    # about one network's cost); docs/separator.md
+    member_batches: str = "shared"
 
     def __post_init__(self):
         if not self.mask_temperatures or min(self.mask_temperatures) <= 0:
             raise ValueError(f"train_supervised.mask_temperatures must be positive numbers, got {list(self.mask_temperatures)}")
+        if self.member_batches not in MEMBER_BATCHES:
+            raise ValueError(f"train_supervised.member_batches must be one of {MEMBER_BATCHES}, got {self.member_batches!r}")
+        if self.member_batches == "split" and self.loop.batch_size % self.model.members:
+            raise ValueError(f"train_supervised.member_batches=split: loop.batch_size {self.loop.batch_size} "
+                             f"does not split among model.members={self.model.members}")
 
 
 def validation_pairs(bank: AudioBank, raw_dir: Path, cfg: ValidationConfig) -> pd.DataFrame:
@@ -98,10 +109,12 @@ class SupervisedTask:
     """Loss steps on sampled mixtures; validation SI-SDRi for text and audio queries."""
 
     def __init__(self, loss: str, stft: STFT, audio: AudioConfig, sampler: MixtureSampler, val_pairs: pd.DataFrame,
-                 bank: AudioBank, queries: QueryBank, eval_batch: int, si_sdr_weight: float = 0.0):
+                 bank: AudioBank, queries: QueryBank, eval_batch: int, si_sdr_weight: float = 0.0,
+                 member_batches: str = "shared"):
         if loss not in LOSSES:
             raise ValueError(f"train_supervised.loss must be one of {LOSSES}, got {loss!r}")
         self.loss_name, self.si_sdr_weight, self.stft, self.audio, self.sampler = loss, si_sdr_weight, stft, audio, sampler
+        self.split_members = member_batches == "split"
         self.val_pairs, self.bank, self.queries, self.eval_batch = val_pairs, bank, queries, eval_batch
 
     def loss(
@@ -115,16 +128,24 @@ class SupervisedTask:
 
     def loss_on(self, model: nn.Module, batch: MixBatch, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of each member of ``model`` on ``batch`` (``per_member`` logits), averaged: an
-        ensemble's members learn apart on the same mixtures."""
+        ensemble's members learn apart, on the same mixtures or (``split_members``) each on its
+        share of them."""
         mixture, target = batch.mixture.to(device), batch.target.to(device)
         with torch.autocast(device.type, enabled=False):  # STFTs in float32
             spec = self.stft.forward(mixture)
             magnitude = spec.abs()
             target_magnitude = self.stft.forward(target).abs()
+        member_logits = model(magnitude, batch.query.to(device), per_member=True, split_batch=self.split_members)
+        members = len(member_logits)
+
+        def share(values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            """Each member's rows of ``values``: its share of the batch, or all of it."""
+            return values.chunk(members) if self.split_members else (values,) * members
+
         losses, parts = [], []
-        for logits in model(magnitude, batch.query.to(device), per_member=True):
-            loss, logged = self.member_loss(logits=logits, spec=spec, magnitude=magnitude, target_magnitude=target_magnitude,
-                                            target=target)
+        for logits, *rows in zip(member_logits, share(spec), share(magnitude), share(target_magnitude), share(target)):
+            loss, logged = self.member_loss(logits=logits, spec=rows[0], magnitude=rows[1], target_magnitude=rows[2],
+                                            target=rows[3])
             losses.append(loss)
             parts.append(logged)
         logged = {key: float(np.mean([p[key] for p in parts])) for key in parts[0]}
@@ -213,6 +234,7 @@ def run_supervised_stage(cfg: SupervisedConfig, audio: AudioConfig, paths: Super
         bank=bank,
         queries=queries,
         eval_batch=cfg.validation.batch,
+        member_batches=cfg.member_batches,
     )
     fingerprint = fingerprint_of(cfg, audio, queries.encoder)
     result = train_loop(

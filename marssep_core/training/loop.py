@@ -2,9 +2,9 @@
 separator pretraining and RL fine-tuning all run through ``train_loop``.
 
 A ``Task`` supplies the loss of one step and the validation metrics; the loop owns everything
-else: device choice, bf16 autocast on GPU, DDP (``torchrun``; gloo on CPU, NCCL on GPU), AdamW with
-linear warmup and cosine decay, gradient clipping, best-checkpoint selection on a validation
-metric, a per-step history, and crash safety:
+else: device choice, bf16 autocast on GPU (and, with ``cpu_bf16``, on a CPU with native bf16), DDP
+(``torchrun``; gloo on CPU, NCCL on GPU), AdamW with linear warmup and cosine decay, gradient
+clipping, best-checkpoint selection on a validation metric, a per-step history, and crash safety:
 
 - every ``checkpoint_every`` steps rank 0 writes ``run_dir/last.pt`` atomically (model, optimizer,
   scheduler, step, best weights, history); a killed run started again resumes from it;
@@ -42,7 +42,7 @@ from torch import nn
 from tqdm import tqdm
 
 from marssep_core.io_utils import write_table_atomic
-from marssep_core.torch_utils import resolve_device, save_torch_atomic, warmup_cosine
+from marssep_core.torch_utils import autocast_dtype, resolve_device, save_torch_atomic, warmup_cosine
 from marssep_core.training.prefetch import BatchPrefetcher
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ class LoopConfig:
     eval_every: int = 250
     checkpoint_every: int = 50
     device: str = "auto"  # cpu | cuda | auto
-    bf16: bool = True  # autocast on CUDA only; CPU runs stay in float32
+    bf16: bool = True  # autocast on CUDA
+    # autocast on a CPU with native bf16 (avx512_bf16 / amx_bf16; float32 on other CPUs, where it is emulated)
+    cpu_bf16: bool = False
     seed: int = 0
     data_workers: int = 0  # processes drawing batches ahead (prefetch.py; same batches); 0: in the loop
     ema_decay: float = 0.0  # > 0: validate and keep the moving average of the weights (WeightAverage); 0: off
@@ -234,7 +236,8 @@ def train_loop(
         if ranks.world_size > 1
         else model
     )
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda" else contextlib.nullcontext()
+    dtype = autocast_dtype(device, cuda_bf16=cfg.bf16, cpu_bf16=cfg.cpu_bf16)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     per_rank = cfg.batch_size // ranks.world_size
 
     def checkpoint(step: int) -> None:
