@@ -102,8 +102,9 @@ def standardize(x: torch.Tensor, active_only: bool) -> torch.Tensor:
 
 def float32_under_autocast(device_type: str) -> contextlib.AbstractContextManager:
     """Float32 for what it wraps when autocast is on (bf16 training); nothing otherwise, so float32
-    runs and the exported graph are unchanged. The frequency warp and the mask head sit in it: in
-    bf16 (8 bits of mantissa) they blur the log-magnitudes and logits of bins a semitone apart."""
+    runs and the exported graph are unchanged. The frequency warp and the mask head sit in it, so
+    bf16 (8 bits of mantissa) only reaches the convolutions; it did not keep bf16 training from
+    losing the real instruments (docs/separator.md, "Cheaper ensembles")."""
     return torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else contextlib.nullcontext()
 
 
