@@ -143,9 +143,10 @@ class SupervisedTask:
             return values.chunk(members) if self.split_members else (values,) * members
 
         losses, parts = [], []
-        for logits, *rows in zip(member_logits, share(spec), share(magnitude), share(target_magnitude), share(target)):
-            loss, logged = self.member_loss(logits=logits, spec=rows[0], magnitude=rows[1], target_magnitude=rows[2],
-                                            target=rows[3])
+        for logits, member_spec, member_magnitude, member_target_magnitude, member_target in zip(
+                member_logits, share(spec), share(magnitude), share(target_magnitude), share(target)):
+            loss, logged = self.member_loss(logits=logits, spec=member_spec, magnitude=member_magnitude,
+                                            target_magnitude=member_target_magnitude, target=member_target)
             losses.append(loss)
             parts.append(logged)
         logged = {key: float(np.mean([p[key] for p in parts])) for key in parts[0]}
