@@ -1,8 +1,10 @@
 """Benchmark the evaluation: 300 test pairs x 4 query modalities x 4 systems on the CPU.
 
 Systems: ``mixture``, ``supervised`` (models/separator_sup.pt), ``rl`` (models/separator_rl.pt,
-or the supervised model again under that name until the RL stage has run: the cost is the same)
-and ``oracle_irm``. Pairs: the first 150 of each corpus in data/clean/test_pairs.csv. Each
+or the supervised model again under that name until the RL stage has run) and ``oracle_irm``. An
+``rl`` model with the supervised weights (the stand-in, or RL's guard keeping the start) is scored
+once and its rows copied (``runner.duplicate_models``), so the timing then covers three systems'
+work; ``rl_model`` and ``rl_copied`` in the results say which. Pairs: the first 150 of each corpus in data/clean/test_pairs.csv. Each
 setting runs in a fresh subprocess with ``workers`` BSS Eval processes; it reports wall time,
 units and units per second. Needs the outputs of ``dvc repro evaluate``'s dependencies.
 Results go to ``benchmarks/results/evaluate_cpu.json``.
@@ -33,7 +35,7 @@ def measure(workers: int, pairs_per_corpus: int) -> dict:
     from marssep_core.config import AudioConfig, load_section
     from marssep_core.data.audio_bank import load_audio_bank
     from marssep_core.evaluation.judge import load_judge
-    from marssep_core.evaluation.runner import EvaluateConfig, evaluate_systems
+    from marssep_core.evaluation.runner import EvaluateConfig, duplicate_models, evaluate_systems
     from marssep_core.separation.queries import QueryBank
     from marssep_core.separation.separator import load_separator
 
@@ -68,6 +70,7 @@ def measure(workers: int, pairs_per_corpus: int) -> dict:
         "wall_s": round(wall, 1),
         "units_per_s": round(len(result.table) / wall, 2),
         "rl_model": "separator_rl.pt" if rl_path.is_file() else "separator_sup.pt (stand-in)",
+        "rl_copied": "rl" in duplicate_models(separators),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -17,6 +18,8 @@ import torch
 from marssep_core.config import AudioConfig, TestPairsConfig, build
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.encoders.vocabulary import QUERY_KINDS
+from marssep_core.evaluation import runner as evaluation_runner
+from marssep_core.evaluation import stage as evaluation_stage
 from marssep_core.evaluation.clap import CLAP_SAMPLE_RATE, LaionClapJudge
 from marssep_core.evaluation.judge import JudgeNet, JudgeNetConfig, load_judge
 from marssep_core.evaluation.judge_train import (
@@ -25,10 +28,10 @@ from marssep_core.evaluation.judge_train import (
     run_judge_stage,
 )
 from marssep_core.evaluation.metrics import METRICS
-from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError
+from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError, duplicate_models, same_separator
 from marssep_core.evaluation.stage import EvaluatePaths, run_evaluate_stage
 from marssep_core.separation.queries import QueryBank
-from marssep_core.separation.separator import save_separator
+from marssep_core.separation.separator import load_separator, save_separator
 from marssep_core.separation.stages import UNetParams, build_separator
 from tests.conftest import TINY_JUDGE_PARAMS, TINY_SEPARATOR_PARAMS
 
@@ -67,7 +70,7 @@ def test_judge_net_rejects_a_single_class():
 
 
 def _stage(separator_assets, judged, tmp_path, cfg: EvaluateConfig, pairs: pd.DataFrame | None = None,
-           cross_source: bool = False):
+           cross_source: bool = False, models: dict | None = None):
     out, _ = judged
     tmp_path.mkdir(parents=True, exist_ok=True)
     pairs_path = tmp_path / "pairs.csv"
@@ -75,7 +78,7 @@ def _stage(separator_assets, judged, tmp_path, cfg: EvaluateConfig, pairs: pd.Da
     paths = EvaluatePaths(pairs=pairs_path, bank=separator_assets.bank, queries=separator_assets.queries, judge=out / "judge.pt",
                           judge_metrics=out / "judge.json", out=tmp_path / "metrics", report=tmp_path / "reports",
                           raw=separator_assets.raw, cross_source=separator_assets.cross_source if cross_source else None)
-    return run_evaluate_stage(cfg=cfg, audio=AudioConfig(), paths=paths, models={"supervised": out / "sep.pt"},
+    return run_evaluate_stage(cfg=cfg, audio=AudioConfig(), paths=paths, models=models or {"supervised": out / "sep.pt"},
                               pairs_cfg=TestPairsConfig(pairs_per_corpus=6, crop_seconds=0.5))
 
 
@@ -182,6 +185,37 @@ def test_the_listening_page_plays_every_clip_and_shows_every_picture_in_chromium
     for src, complete, width in images:
         assert complete and width > 0, src
     assert links and not broken, broken
+
+
+def test_same_separator_needs_equal_weights_and_temperature(separator_assets):
+    queries = QueryBank.load(separator_assets.queries)
+    torch.manual_seed(0)
+    first = build_separator(UNetParams(**TINY_SEPARATOR_PARAMS["model"]), AudioConfig(), queries.dim)
+    torch.manual_seed(0)
+    again = build_separator(UNetParams(**TINY_SEPARATOR_PARAMS["model"]), AudioConfig(), queries.dim)
+    other = build_separator(UNetParams(**TINY_SEPARATOR_PARAMS["model"]), AudioConfig(), queries.dim)
+    assert same_separator(first, again) and not same_separator(first, other)
+    again.mask_net.cfg = dataclasses.replace(again.mask_net.cfg, temperature=1.3)
+    assert not same_separator(first, again)
+    assert duplicate_models({"supervised": first, "other": other, "rl": copy.deepcopy(first)}) == {"rl": "supervised"}
+
+
+def test_a_model_with_the_supervised_weights_is_copied_and_scores_as_if_recomputed(separator_assets, judged, tmp_path,
+                                                                                   monkeypatch):
+    """The RL model file when RL kept the start: same weights, its own file and meta."""
+    out, _ = judged
+    separator, _ = load_separator(out / "sep.pt")
+    save_separator(tmp_path / "rl.pt", separator, QueryBank.load(separator_assets.queries).encoder, {"stage": "rl", "step": 0})
+    models = {"supervised": out / "sep.pt", "rl": tmp_path / "rl.pt"}
+    cfg = EvaluateConfig(workers=1, figures_per_corpus=0)
+    copied = _stage(separator_assets, judged, tmp_path / "copied", cfg, cross_source=True, models=models)
+    monkeypatch.setattr(evaluation_runner, "duplicate_models", lambda separators: {})
+    monkeypatch.setattr(evaluation_stage, "duplicate_models", lambda separators: {})
+    recomputed = _stage(separator_assets, judged, tmp_path / "recomputed", cfg, cross_source=True, models=models)
+    assert copied == recomputed and copied["all.rl.text.si_sdri"] == copied["all.supervised.text.si_sdri"]
+    assert any(key.startswith("cross_source.all.rl.") for key in copied)
+    for name in ("eval_pairs.csv", "eval_errors.csv", "eval_cdf_si_sdri.csv", "eval.json"):
+        assert (tmp_path / "copied/metrics" / name).read_bytes() == (tmp_path / "recomputed/metrics" / name).read_bytes(), name
 
 
 def test_forked_bss_workers_give_the_same_table(separator_assets, judged, tmp_path):

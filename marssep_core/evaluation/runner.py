@@ -4,7 +4,9 @@ A unit is one (pair, system, modality). Systems: ``mixture`` (the mixture as the
 each separator model given (``supervised``, ``rl``), and ``oracle_irm`` (the ceiling). Mixture
 and oracle do not depend on the query; they are scored once per pair and reported under every
 modality on that modality's pairs, so every comparison is paired. Image queries use the pairs
-whose target class has a picture.
+whose target class has a picture. A model whose configuration and weights equal an earlier one's
+(the RL model file when RL's guard kept the start) is scored once: its rows are the earlier
+model's, under its own name (``duplicate_models``).
 
 BSS Eval dominates the cost (~0.07 s per unit at 4 s); it runs in ``workers`` forked processes
 while the main process separates and runs the judge. A unit that fails (unreadable clip,
@@ -157,6 +159,28 @@ class BssPool:
         return self.done
 
 
+def same_separator(a: Separator, b: Separator) -> bool:
+    """Whether two separators compute the same function: equal mask-network configuration (the
+    temperature included), audio settings and weights."""
+    if a.mask_net.cfg != b.mask_net.cfg or a.audio != b.audio:
+        return False
+    state_a, state_b = a.mask_net.state_dict(), b.mask_net.state_dict()
+    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def duplicate_models(separators: dict[str, Separator]) -> dict[str, str]:
+    """``{name: earlier name}`` for each model that equals an earlier one (``same_separator``):
+    what it would score is what that one scores, so the evaluation copies instead of recomputing."""
+    names = list(separators)
+    duplicates: dict[str, str] = {}
+    for i, name in enumerate(names):
+        original = next((earlier for earlier in names[:i] if earlier not in duplicates
+                         and same_separator(separators[name], separators[earlier])), None)
+        if original is not None:
+            duplicates[name] = original
+    return duplicates
+
+
 def _estimates(system: str, separator: Separator | None, stft: STFT, signals: PairSignals, query: torch.Tensor | None,
                rows: np.ndarray, batch: int) -> np.ndarray:
     if system == "mixture":
@@ -195,7 +219,12 @@ def evaluate_systems(
     text_estimates: dict[str, np.ndarray] = {"target": signals.target}
     mixture_si_sdr = si_sdr_np(signals.mixture, signals.target)
     systems = ["mixture", *separators, "oracle_irm"]
+    duplicates = duplicate_models(separators)
     for system in systems:
+        if system in duplicates:
+            text_estimates[system] = text_estimates[duplicates[system]]
+            log.info("%s has the weights of %s: its rows are copied", system, duplicates[system])
+            continue
         # the reference systems ignore the query: one block over every good pair
         blocks = ["*"] if system in REFERENCE_SYSTEMS else list(cfg.modalities)
         for modality in blocks:
@@ -230,9 +259,10 @@ def evaluate_systems(
         block = pd.DataFrame({"row": rows, "system": system, "sdr": sdr, "sir": sir, "sar": sar, "error": err})
         for key in ("si_sdr", "si_sdri", "clap_t", "clap_a", "leakage", "judged_class"):
             block[key] = semantic[(system, modality)][key]
+        named = [system, *(copy for copy, original in duplicates.items() if original == system)]
         for shown in ([modality] if modality != "*" else list(cfg.modalities)):
             usable = signals.usable[shown][rows]
-            frames.append(block[usable].assign(modality=shown))
+            frames += [block[usable].assign(modality=shown, system=name) for name in named]
     table = _finish(pd.concat(frames, ignore_index=True), pairs, systems, cfg.modalities)
     for unit in table[table["error"] != ""].itertuples():
         errors.append({"pair_id": unit.pair_id, "system": unit.system, "modality": unit.modality, "error": unit.error})

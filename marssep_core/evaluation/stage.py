@@ -27,7 +27,7 @@ from marssep_core.evaluation.figures import spectrogram_figure
 from marssep_core.evaluation.judge import SemanticJudge, load_judge
 from marssep_core.evaluation.listening import write_listening_page
 from marssep_core.evaluation.report import render_report
-from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError, EvaluationResult, evaluate_systems
+from marssep_core.evaluation.runner import EvaluateConfig, EvaluationError, EvaluationResult, duplicate_models, evaluate_systems
 from marssep_core.io_utils import write_json_atomic, write_table_atomic, write_text_atomic
 from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.queries import QueryBank
@@ -107,12 +107,18 @@ class EvaluatePaths:
 def cross_source_scores(separators: dict[str, Separator], directory: Path, bank_index: pd.DataFrame, raw: Path,
                         queries: QueryBank, audio: AudioConfig, pairs_cfg: TestPairsConfig, batch: int) -> dict[str, float]:
     """SI-SDRi of each model (and the oracle IRM) on the cross-source set's pairs, as flat
-    ``cross_source.<corpus|all>.<system>.<modality>.si_sdri`` metrics (with ``_sem`` on ``all``)."""
+    ``cross_source.<corpus|all>.<system>.<modality>.si_sdri`` metrics (with ``_sem`` on ``all``);
+    a model equal to an earlier one (``duplicate_models``) is scored once."""
     cross, pairs = open_cross_source(directory=directory, raw_dir=raw, corpus_clips=bank_index, sample_rate=audio.sample_rate,
                                      cfg=pairs_cfg)
     out: dict[str, float] = {}
+    duplicates = duplicate_models(separators)
+    scored: dict[str, tuple[dict[str, dict[str, float]], pd.DataFrame]] = {}
     for name, separator in separators.items():
-        summary, table = evaluate_pairs(separator, pairs, cross, queries, batch=batch)
+        if name in duplicates:
+            summary, table = scored[duplicates[name]]
+        else:
+            summary, table = scored[name] = evaluate_pairs(separator, pairs, cross, queries, batch=batch)
         for kind, values in summary.items():
             system, modality = ("oracle_irm", "text") if kind == "oracle_irm" else (name, kind)
             out[f"cross_source.all.{system}.{modality}.si_sdri"] = values["si_sdri"]

@@ -52,7 +52,7 @@ class UNetParams:
     film: bool = True
     input_skip: bool = False
     active_norm: bool = False
-    members: int = 1  # > 1: an ensemble of independently initialised U-Nets, logits averaged (MaskEnsemble)
+    members: int = 2  # > 1: an ensemble of independently initialised U-Nets, logits averaged (MaskEnsemble)
 
 
 @dataclass(frozen=True)
