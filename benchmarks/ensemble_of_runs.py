@@ -1,11 +1,12 @@
 """Separators trained apart, averaged: how much of one run's error is its own?
 
 Loads trained model files of one query bank (lever runs of ``train_supervised``, say), joins them
-into one ``MaskEnsemble`` (each member keeps its calibrated mask temperature; the ensemble
-averages their logits) and compares it pair by pair with the first model (ensemble minus first,
-mean ± s.e.) on the test pairs and the cross-source set, for text and audio queries. With
-``--soup`` it also scores the average of the members' *weights* (one network), which only works
-for members that share a basin.
+into one ``MaskEnsemble`` (each member keeps its calibrated mask temperature; a run that is itself
+an ensemble gives each of its U-Nets; the ensemble averages their logits) and compares it pair by
+pair with the first model (ensemble minus first, mean ± s.e.) on the test pairs and the
+cross-source set, for text and audio queries. With ``--soup`` it also scores the average of the
+members' *weights* (one network; one-U-Net runs only), which only works for members that share a
+basin.
 
     python benchmarks/ensemble_of_runs.py --models models/separator_sup.pt /tmp/lever_eq/separator_sup.pt \\
         --out benchmarks/results/ensemble_of_runs/default_eq.json
@@ -14,6 +15,7 @@ for members that share a basin.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -25,14 +27,24 @@ from marssep_core.separation.model import MaskEnsemble, MaskUNet
 from marssep_core.separation.separator import Separator, load_separator
 
 
+def member_networks(separator: Separator) -> list[MaskUNet]:
+    """``separator``'s U-Nets, each set to the temperature the separator applies to it (an
+    ensemble's members run at 1 and the ensemble divides their mean; equal member counts make
+    the flattened mean the mean of the runs' logits)."""
+    net = copy.deepcopy(separator.mask_net)  # the baseline keeps scoring its own, unchanged
+    if isinstance(net, MaskEnsemble):
+        for member in net.members:
+            member.cfg = dataclasses.replace(member.cfg, temperature=net.cfg.temperature)
+        return list(net.members)
+    return [net]
+
+
 def ensemble_of(separators: list[Separator]) -> Separator:
-    """One ``Separator`` whose mask averages the logits of ``separators``' mask networks, each at
-    its own temperature."""
-    first = separators[0].mask_net
-    ensemble = MaskEnsemble(dataclasses.replace(first.cfg, members=len(separators), temperature=1.0))
-    for member, separator in zip(ensemble.members, separators):
-        member.cfg = separator.mask_net.cfg
-        member.load_state_dict(separator.mask_net.state_dict())
+    """One ``Separator`` whose mask averages the logits of every U-Net of ``separators`` (a
+    two-U-Net run gives two), each at its run's temperature."""
+    networks = [network for separator in separators for network in member_networks(separator)]
+    ensemble = MaskEnsemble(dataclasses.replace(networks[0].cfg, members=len(networks), temperature=1.0))
+    ensemble.members = torch.nn.ModuleList(networks)
     return Separator(ensemble, separators[0].audio).eval()
 
 

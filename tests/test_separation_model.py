@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,6 +198,31 @@ def test_an_ensemble_averages_the_logits_of_members_initialised_apart(tmp_path):
     assert torch.load(tmp_path / "sep.pt", weights_only=True)["model"] == "MaskEnsemble"
     with pytest.raises(ValueError, match="MaskEnsemble"):
         MaskUNet(dataclasses.replace(TINY, members=2))
+
+
+def test_runs_averaged_by_the_benchmark_flatten_ensembles_and_leave_each_run_as_it_was(monkeypatch):
+    """``benchmarks/ensemble_of_runs.py`` joins trained runs, two-U-Net runs included, into one
+    ensemble: each U-Net at its run's temperature, the runs themselves unchanged (each is also
+    the baseline it is compared with)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # the script imports its folder's helpers
+    spec = importlib.util.spec_from_file_location("ensemble_of_runs", folder / "ensemble_of_runs.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    torch.manual_seed(0)
+    pair = Separator(build_mask_net(dataclasses.replace(TINY, members=2, temperature=1.5)), AUDIO).eval()
+    single = Separator(build_mask_net(dataclasses.replace(TINY, temperature=1.2)), AUDIO).eval()
+    magnitude, query = torch.rand(2, TINY.n_freq, 9), torch.randn(2, TINY.query_dim)
+    with torch.no_grad():
+        pair_logits, single_logits = pair.mask_net(magnitude, query), single.mask_net(magnitude, query)
+        joined = benchmark.ensemble_of([pair, pair])
+        torch.testing.assert_close(joined.mask_net(magnitude, query), pair_logits)
+        three = benchmark.ensemble_of([pair, single])
+        assert len(three.mask_net.members) == 3
+        expected = (2 * pair_logits + single_logits) / 3  # each U-Net's logits over its run's T
+        torch.testing.assert_close(three.mask_net(magnitude, query), expected)
+        torch.testing.assert_close(pair.mask_net(magnitude, query), pair_logits)
+    assert all(member.cfg.temperature == 1.0 for member in pair.mask_net.members)
 
 
 def test_each_member_of_an_ensemble_learns_from_its_own_loss():
