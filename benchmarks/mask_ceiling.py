@@ -5,7 +5,8 @@ The network predicts its mask on ``warp_bins`` log-spaced bins and interpolates 
 linear bins, so its best possible mask is a warped one. Rows: the ideal ratio mask, the ideal
 binary mask, the BCE loss's target (``|S| > 0.5 |X|``), and the ratio mask computed on warped
 magnitudes (the best a warped mask can express) or projected through the warp, for 128 (default)
-and 256 (paper) bins. SI-SDRi in dB per corpus. Results go to ``benchmarks/results/mask_ceiling.json``.
+and 256 (paper) bins, on the log scale and the mel-like one (``model.warp_scale``; keys ending
+``_mel``). SI-SDRi in dB per corpus. Results go to ``benchmarks/results/mask_ceiling.json``.
 
     python benchmarks/mask_ceiling.py
 """
@@ -53,13 +54,14 @@ def main() -> None:
 
     ratio = speech / (speech + noise + 1e-8)
     result = {"irm": score(ratio), "ibm": score((speech > noise).float()), "bce_target": score((speech > 0.5 * magnitude).float())}
-    for bins in (128, 256):
-        to_warped, to_linear = warp_matrices(stft.n_freq, bins)
+    for scale, bins in (("log", 128), ("log", 256), ("mel", 128), ("mel", 256)):
+        to_warped, to_linear = warp_matrices(stft.n_freq, bins, scale)
         warped_speech = torch.einsum("wf,pft->pwt", to_warped, speech)
         warped_noise = torch.einsum("wf,pft->pwt", to_warped, noise)
-        result[f"irm_on_warped_magnitudes_{bins}"] = score(
-            torch.einsum("fw,pwt->pft", to_linear, warped_speech / (warped_speech + warped_noise + 1e-8)))
-        result[f"irm_projected_through_warp_{bins}"] = score(
+        suffix = f"{bins}" if scale == "log" else f"{bins}_{scale}"
+        warped_ratio = warped_speech / (warped_speech + warped_noise + 1e-8)
+        result[f"irm_on_warped_magnitudes_{suffix}"] = score(torch.einsum("fw,pwt->pft", to_linear, warped_ratio))
+        result[f"irm_projected_through_warp_{suffix}"] = score(
             torch.einsum("fw,pwt->pft", to_linear, torch.einsum("wf,pft->pwt", to_warped, ratio)))
     args.out.write_text(json.dumps({"pairs": len(pairs), "si_sdri_db": result}, indent=2) + "\n")
     for name, row in result.items():

@@ -25,6 +25,7 @@ from marssep_core.separation.model import (
     query_head,
     standardize,
     warp_matrices,
+    warp_positions,
 )
 from marssep_core.separation.separator import Separator, load_separator, save_separator
 from marssep_core.separation.stages import SupervisedTask
@@ -33,8 +34,9 @@ TINY = MaskNetConfig(n_freq=65, query_dim=8, warp_bins=16, downs=2, channels=4, 
 AUDIO = AudioConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=32)
 
 
-def test_warp_matrices_average_and_interpolate():
-    to_warped, to_linear = warp_matrices(513, 128)
+@pytest.mark.parametrize("scale", ["log", "mel"])
+def test_warp_matrices_average_and_interpolate(scale):
+    to_warped, to_linear = warp_matrices(513, 128, scale)
     assert to_warped.shape == (128, 513) and to_linear.shape == (513, 128)
     torch.testing.assert_close(to_warped.sum(1), torch.ones(128))
     torch.testing.assert_close(to_linear.sum(1), torch.ones(513))
@@ -44,8 +46,28 @@ def test_warp_matrices_average_and_interpolate():
     assert error[:100].max() < 1e-3 and error.max() < 0.05  # the top triangle is one-sided
 
 
+def test_the_mel_warp_spends_no_bins_closer_than_one_linear_bin_and_reaches_higher_frequencies_sooner():
+    log_positions, mel_positions = warp_positions(513, 128, "log"), warp_positions(513, 128, "mel")
+    for positions in (log_positions, mel_positions):
+        assert positions[0] == 0.0 and abs(positions[-1] - 512.0) < 1e-9 and bool((positions.diff() > 0).all())
+    assert int((log_positions.diff() < 1.0).sum()) == 61  # the log warp oversamples the bottom 19 bins
+    assert 1.0 <= float(mel_positions.diff().min()) < 1.01
+
+    def between_1_and_4_khz(positions: torch.Tensor) -> int:
+        """Warped bins between linear bins 64 and 256: above its corner the mel warp is finer."""
+        return int(((positions > 64) & (positions < 256)).sum())
+
+    assert between_1_and_4_khz(mel_positions) > 1.5 * between_1_and_4_khz(log_positions)
+    with pytest.raises(ValueError, match="warp_scale"):
+        dataclasses.replace(TINY, warp_scale="linear")
+    # model files written before the option existed hold no warp_scale: they keep the log warp
+    written_before = {key: value for key, value in dataclasses.asdict(TINY).items() if key != "warp_scale"}
+    assert MaskNetConfig(**written_before).warp_scale == "log"
+
+
 @pytest.mark.parametrize("cfg", [TINY, MaskNetConfig(n_freq=65, query_dim=8, warp_bins=0, downs=2, channels=4, mask_channels=4, film=False),
-                                 dataclasses.replace(TINY, input_skip=True, active_norm=True)])
+                                 dataclasses.replace(TINY, input_skip=True, active_norm=True),
+                                 dataclasses.replace(TINY, warp_scale="mel")])
 @pytest.mark.parametrize("frames", [9, 16, 1])
 def test_mask_net_shapes_and_range(cfg, frames):
     net = MaskUNet(cfg)

@@ -4,8 +4,9 @@ Input ``|X|`` ``(B, F, T)`` and a query embedding ``q`` ``(B, D)``; output mask 
 mask proposal ``P = sigmoid(logits)`` in [0, 1]) of shape ``(B, F, T)``.
 
 Architecture (Sound-of-Pixels / CLIPSep U-Net, sizes from params):
-- the frequency axis is warped to ``warp_bins`` log-spaced bins (a fixed matrix, so the ONNX
-  graph is plain MatMuls), the log-magnitude is normalised per example;
+- the frequency axis is warped to ``warp_bins`` bins (a fixed matrix, so the ONNX graph is plain
+  MatMuls) on a log scale or a mel-like one (``warp_scale``), the log-magnitude is normalised
+  per example;
 - ``downs`` stride-2 4x4 convolutions (channels ``channels * 2**i`` capped at ``8 * channels``),
   a mirrored decoder with bilinear upsampling, 3x3 convolutions and skip connections;
 - GroupNorm instead of BatchNorm: the RL stage compares the policy with its own snapshot on the
@@ -36,6 +37,7 @@ from torch import nn
 
 MAGNITUDE_FLOOR = 1e-5
 LOG_FLOOR = math.log(MAGNITUDE_FLOOR)
+WARP_SCALES = ("log", "mel")  # MaskNetConfig.warp_scale
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class MaskNetConfig:
     n_freq: int = 513
     query_dim: int = 128
     warp_bins: int = 128  # 0: no warping (the U-Net sees all n_freq bins)
+    # "log": log-spaced bins, which oversample the lowest linear bins (128 warped bins spend 61 on
+    # the 19 linear bins below 600 Hz); "mel": a * ln(1 + f / c) with the corner c where the lowest
+    # spacing is one linear bin, so those bins go to the harmonics above instead (WARP_SCALES)
+    warp_scale: str = "log"
     downs: int = 5
     channels: int = 16
     mask_channels: int = 32  # K feature maps combined by the query (inner-product head)
@@ -61,20 +67,39 @@ class MaskNetConfig:
     # independently initialised U-Nets whose logits are averaged (MaskEnsemble); 1: one U-Net
     members: int = 1
 
+    def __post_init__(self):
+        if self.warp_scale not in WARP_SCALES:
+            raise ValueError(f"warp_scale must be one of {WARP_SCALES}, got {self.warp_scale!r}")
 
-def _warp_positions(n_freq: int, bins: int) -> torch.Tensor:
-    """``bins`` log-spaced positions on the linear bin axis, from bin 0 to bin ``n_freq - 1``."""
-    return torch.logspace(0.0, math.log10(n_freq), bins, dtype=torch.float64) - 1.0
+
+def warp_positions(n_freq: int, bins: int, scale: str = "log") -> torch.Tensor:
+    """``bins`` increasing positions on the linear bin axis, from bin 0 to bin ``n_freq - 1``.
+
+    ``log``: ``10 ** u - 1`` for ``u`` evenly spaced (spacing under one bin at the bottom).
+    ``mel``: bin ``i`` at ``c * (exp(i / a) - 1)``, the inverse of ``a * ln(1 + f / c)`` (the mel
+    scale's form), ``a`` so the top bin lands on ``n_freq - 1`` and the corner ``c`` so the first
+    spacing is about one linear bin (``c = a``): linear below the corner, logarithmic above it."""
+    top = float(n_freq - 1)
+    if scale == "log":
+        return torch.logspace(0.0, math.log10(n_freq), bins, dtype=torch.float64) - 1.0
+    low, high = 1e-6, top  # c - (bins - 1) / ln(1 + top / c) rises with c: bisect for its zero
+    for _ in range(100):
+        corner = 0.5 * (low + high)
+        low, high = (corner, high) if corner < (bins - 1) / math.log1p(top / corner) else (low, corner)
+    scale_a = (bins - 1) / math.log1p(top / corner)
+    positions = corner * torch.expm1(torch.arange(bins, dtype=torch.float64) / scale_a)
+    positions[-1] = top  # exact despite rounding
+    return positions
 
 
-def warp_matrices(n_freq: int, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(to_warped (bins, n_freq), to_linear (n_freq, bins))``.
+def warp_matrices(n_freq: int, bins: int, scale: str = "log") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(to_warped (bins, n_freq), to_linear (n_freq, bins))`` for the positions of ``scale``.
 
     ``to_warped`` averages linear bins with triangles centred on the warped positions (half-width
     the local spacing, at least one bin: plain linear interpolation at low frequencies, an
     anti-aliased average at high ones). ``to_linear`` linearly interpolates warped values back.
     """
-    pos = _warp_positions(n_freq, bins)
+    pos = warp_positions(n_freq, bins, scale)
     spacing = torch.diff(pos, prepend=pos[:1] - 1.0).clamp(min=1.0)
     linear = torch.arange(n_freq, dtype=torch.float64)
     to_warped = (1.0 - (linear[None, :] - pos[:, None]).abs() / spacing[:, None]).clamp(min=0.0)
@@ -170,7 +195,7 @@ class MaskUNet(nn.Module):
         if cfg.members != 1:
             raise ValueError(f"MaskUNet is one network; members={cfg.members} is a MaskEnsemble (build_mask_net)")
         self.cfg = cfg
-        to_warped, to_linear = warp_matrices(cfg.n_freq, cfg.warp_bins) if cfg.warp_bins else (None, None)
+        to_warped, to_linear = warp_matrices(cfg.n_freq, cfg.warp_bins, cfg.warp_scale) if cfg.warp_bins else (None, None)
         self.register_buffer("to_warped", to_warped, persistent=False)
         self.register_buffer("to_linear", to_linear, persistent=False)
         widths = [cfg.channels * min(2**i, 8) for i in range(cfg.downs)]
