@@ -13,12 +13,16 @@ the encoder are not part of the step being measured. Results go to
     # a CPU with native bf16 (loop.cpu_bf16), one network and a two-member ensemble:
     python benchmarks/bench_separator.py --profiles default --bf16 both --members 1 2 \
         --out benchmarks/results/separator_cpu_bf16.json
+    # the frequency warp's cost (model.warp_bins:model.warp_scale), one and two U-Nets:
+    python benchmarks/bench_separator.py --profiles default --members 1 2 --warp 128:log 128:mel 256:log \
+        --out benchmarks/results/separator_warp.json
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import platform
 import resource
@@ -50,7 +54,7 @@ def _merge(base: dict, overlay: dict) -> dict:
 
 
 def measure(profile: str, device: str, bf16: bool, steps: int, warmup: int, threads: int, batch: int | None = None,
-            members: int = 1) -> dict:
+            members: int = 1, warp: dict | None = None) -> dict:
     import torch
 
     from marssep_core.config import AudioConfig, build
@@ -61,7 +65,7 @@ def measure(profile: str, device: str, bf16: bool, steps: int, warmup: int, thre
     torch.set_num_threads(threads)
     audio_params, sup_params = profile_sections(profile)
     audio, cfg = build(AudioConfig, audio_params), build(SupervisedConfig, sup_params)
-    separator = build_separator(dataclasses.replace(cfg.model, members=members), audio, 128).to(device)
+    separator = build_separator(dataclasses.replace(cfg.model, members=members, **(warp or {})), audio, 128).to(device)
     optimizer = torch.optim.AdamW(separator.parameters(), lr=1e-4)
     samples = int(round(cfg.mixing.crop_seconds * audio.sample_rate))
     batch = batch or cfg.loop.batch_size
@@ -100,6 +104,7 @@ def measure(profile: str, device: str, bf16: bool, steps: int, warmup: int, thre
     seconds = (time.perf_counter() - start) / steps
     result = {
         "profile": profile, "device": device, "bf16": dtype is not None, "members": members, "loss": cfg.loss,
+        "warp_bins": separator.mask_net.cfg.warp_bins, "warp_scale": separator.mask_net.cfg.warp_scale,
         "batch_size": batch,
         "crop_samples": samples, "frames": separator.stft.num_frames(samples),
         "parameters": sum(p.numel() for p in separator.parameters()), "timed_steps": steps,
@@ -130,6 +135,8 @@ def main() -> None:
     parser.add_argument("--bf16", choices=["on", "off", "both"],
                         help="bf16 autocast (default: on for CUDA, off on a CPU; on a CPU without native bf16 it stays off)")
     parser.add_argument("--members", type=int, nargs="+", default=[1], help="U-Nets in the ensemble (model.members)")
+    parser.add_argument("--warp", nargs="+", metavar="BINS:SCALE",
+                        help="frequency warps to time instead of the profile's (warp_bins:warp_scale), e.g. 128:mel 256:log")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/separator_<device>.json")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: a single measurement, JSON args
@@ -143,13 +150,14 @@ def main() -> None:
     for profile in args.profiles:
         # the paper profile's CPU step takes minutes: one timed step there, five elsewhere
         steps, warmup = (1, 0) if profile == "paper" and args.device == "cpu" else (5, 1)
-        for members in args.members:
-            for mode in modes:
-                spec = {"profile": profile, "device": args.device, "bf16": mode, "steps": steps, "warmup": warmup,
-                        "threads": args.threads, "members": members}
-                runs.append(_run(spec))
-                if "error" in runs[-1] and profile == "paper":  # e.g. out of memory: a smaller batch still gives a rate
-                    runs.append(_run({**spec, "batch": 16}))
+        warps = [{"warp_bins": int(bins), "warp_scale": scale} for bins, scale in (item.split(":") for item in args.warp)] \
+            if args.warp else [None]  # None: the profile's own
+        for members, warp, mode in itertools.product(args.members, warps, modes):
+            spec = {"profile": profile, "device": args.device, "bf16": mode, "steps": steps, "warmup": warmup,
+                    "threads": args.threads, "members": members, "warp": warp}
+            runs.append(_run(spec))
+            if "error" in runs[-1] and profile == "paper":  # e.g. out of memory: a smaller batch still gives a rate
+                runs.append(_run({**spec, "batch": 16}))
     import torch
 
     out = args.out or ROOT / "benchmarks" / "results" / f"separator_{args.device}.json"
