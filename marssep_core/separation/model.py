@@ -48,8 +48,10 @@ class MaskNetConfig:
     query_dim: int = 128
     warp_bins: int = 128  # 0: no warping (the U-Net sees all n_freq bins)
     # "log": log-spaced bins, which oversample the lowest linear bins (128 warped bins spend 61 on
-    # the 19 linear bins below 600 Hz); "mel": a * ln(1 + f / c) with the corner c where the lowest
-    # spacing is one linear bin, so those bins go to the harmonics above instead (WARP_SCALES)
+    # the 19 linear bins below 300 Hz); "mel": a * ln(1 + f / c) with the corner c where the lowest
+    # spacing is one linear bin, so those bins go to the harmonics above instead (WARP_SCALES).
+    # "log" here because model files written before the option hold no key (the pipeline's
+    # default, train_supervised.model.warp_scale, is "mel")
     warp_scale: str = "log"
     downs: int = 5
     channels: int = 16
@@ -86,8 +88,8 @@ def warp_positions(n_freq: int, bins: int, scale: str = "log") -> torch.Tensor:
     for _ in range(100):
         corner = 0.5 * (low + high)
         low, high = (corner, high) if corner < (bins - 1) / math.log1p(top / corner) else (low, corner)
-    scale_a = (bins - 1) / math.log1p(top / corner)
-    positions = corner * torch.expm1(torch.arange(bins, dtype=torch.float64) / scale_a)
+    bins_per_e = (bins - 1) / math.log1p(top / corner)  # the mel form's a
+    positions = corner * torch.expm1(torch.arange(bins, dtype=torch.float64) / bins_per_e)
     positions[-1] = top  # exact despite rounding
     return positions
 
