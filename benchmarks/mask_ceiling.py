@@ -4,11 +4,12 @@ full STFT resolution and through the U-Net's log-frequency warp (``model.warp_bi
 The network predicts its mask on ``warp_bins`` log-spaced bins and interpolates it back to the 513
 linear bins, so its best possible mask is a warped one. Rows: the ideal ratio mask, the ideal
 binary mask, the BCE loss's target (``|S| > 0.5 |X|``), and the ratio mask computed on warped
-magnitudes (the best a warped mask can express) or projected through the warp, for 128 (default)
-and 256 (paper) bins, on the log scale and the mel-like one (``model.warp_scale``; keys ending
-``_mel``). SI-SDRi in dB per corpus. Results go to ``benchmarks/results/mask_ceiling.json``.
+magnitudes (the best a warped mask can express) or projected through the warp, for each
+``--warps BINS:SCALE`` (default: 128 and 256 bins, the default's and the paper's, on the log scale
+and the mel-like one, ``model.warp_scale``; keys ending ``_mel``). SI-SDRi in dB per corpus.
+Results go to ``benchmarks/results/mask_ceiling.json``.
 
-    python benchmarks/mask_ceiling.py
+    python benchmarks/mask_ceiling.py --warps 128:log 256:log 128:mel 160:mel 192:mel 256:mel
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, default=ROOT / "data" / "clean" / "test_pairs.csv")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mask_ceiling.json")
+    parser.add_argument("--warps", nargs="+", default=["128:log", "256:log", "128:mel", "256:mel"],
+                        help="BINS:SCALE warps to project the oracle masks through")
     args = parser.parse_args()
     pairs = pd.read_csv(args.pairs, keep_default_na=False)
     mixture, target, interferer = pair_signals(pairs, load_audio_bank(args.bank))
@@ -53,8 +56,11 @@ def main() -> None:
         return {str(c): round(float(np.mean(sdri[corpus == c])), 2) for c in sorted(set(corpus))}
 
     ratio = speech / (speech + noise + 1e-8)
-    result = {"irm": score(ratio), "ibm": score((speech > noise).float()), "bce_target": score((speech > 0.5 * magnitude).float())}
-    for scale, bins in (("log", 128), ("log", 256), ("mel", 128), ("mel", 256)):
+    result = {"irm": score(ratio), "ibm": score((speech > noise).float()),
+              "bce_target": score((speech > 0.5 * magnitude).float())}
+    for warp in args.warps:
+        bins_text, scale = warp.split(":")
+        bins = int(bins_text)
         to_warped, to_linear = warp_matrices(stft.n_freq, bins, scale)
         warped_speech = torch.einsum("wf,pft->pwt", to_warped, speech)
         warped_noise = torch.einsum("wf,pft->pwt", to_warped, noise)
