@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import yaml
+from mask_ceiling import warp_spec  # benchmarks/, the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -135,7 +136,7 @@ def main() -> None:
     parser.add_argument("--bf16", choices=["on", "off", "both"],
                         help="bf16 autocast (default: on for CUDA, off on a CPU; on a CPU without native bf16 it stays off)")
     parser.add_argument("--members", type=int, nargs="+", default=[1], help="U-Nets in the ensemble (model.members)")
-    parser.add_argument("--warp", nargs="+", metavar="BINS:SCALE",
+    parser.add_argument("--warp", nargs="+", metavar="BINS:SCALE", type=warp_spec,
                         help="frequency warps to time instead of the profile's (warp_bins:warp_scale), e.g. 128:mel 256:log")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/separator_<device>.json")
@@ -150,8 +151,8 @@ def main() -> None:
     for profile in args.profiles:
         # the paper profile's CPU step takes minutes: one timed step there, five elsewhere
         steps, warmup = (1, 0) if profile == "paper" and args.device == "cpu" else (5, 1)
-        warps = [{"warp_bins": int(bins), "warp_scale": scale} for bins, scale in (item.split(":") for item in args.warp)] \
-            if args.warp else [None]  # None: the profile's own
+        # None: the profile's own warp
+        warps = [{"warp_bins": bins, "warp_scale": scale} for bins, scale in args.warp] if args.warp else [None]
         for members, warp, mode in itertools.product(args.members, warps, modes):
             spec = {"profile": profile, "device": args.device, "bf16": mode, "steps": steps, "warmup": warmup,
                     "threads": args.threads, "members": members, "warp": warp}

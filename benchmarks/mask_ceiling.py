@@ -27,9 +27,18 @@ from marssep_core.audio.stft import STFT
 from marssep_core.config import AudioConfig, load_section
 from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.separation.data import pair_signals
-from marssep_core.separation.model import warp_matrices
+from marssep_core.separation.model import WARP_SCALES, warp_matrices
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def warp_spec(text: str) -> tuple[int, str]:
+    """``"BINS:SCALE"`` (e.g. ``160:mel``) -> ``(160, "mel")``: an argparse type, so a bad
+    spec is refused with its reason before any work (also used by ``bench_separator.py``)."""
+    bins, _, scale = text.partition(":")
+    if not bins.isdigit() or int(bins) < 2 or scale not in WARP_SCALES:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected BINS:SCALE, BINS >= 2 and SCALE one of {WARP_SCALES}")
+    return int(bins), scale
 
 
 def main() -> None:
@@ -38,8 +47,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, default=ROOT / "data" / "clean" / "test_pairs.csv")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mask_ceiling.json")
-    parser.add_argument("--warps", nargs="+", default=["128:log", "256:log", "128:mel", "256:mel"],
-                        help="BINS:SCALE warps to project the oracle masks through")
+    parser.add_argument("--warps", nargs="+", type=warp_spec, default=[(128, "log"), (256, "log"), (128, "mel"), (256, "mel")],
+                        metavar="BINS:SCALE", help="warps to project the oracle masks through")
     args = parser.parse_args()
     pairs = pd.read_csv(args.pairs, keep_default_na=False)
     mixture, target, interferer = pair_signals(pairs, load_audio_bank(args.bank))
@@ -58,9 +67,7 @@ def main() -> None:
     ratio = speech / (speech + noise + 1e-8)
     result = {"irm": score(ratio), "ibm": score((speech > noise).float()),
               "bce_target": score((speech > 0.5 * magnitude).float())}
-    for warp in args.warps:
-        bins_text, scale = warp.split(":")
-        bins = int(bins_text)
+    for bins, scale in args.warps:
         to_warped, to_linear = warp_matrices(stft.n_freq, bins, scale)
         warped_speech = torch.einsum("wf,pft->pwt", to_warped, speech)
         warped_noise = torch.einsum("wf,pft->pwt", to_warped, noise)
