@@ -225,7 +225,7 @@ def test_an_ensemble_averages_the_logits_of_members_initialised_apart(tmp_path):
 def test_runs_averaged_by_the_benchmark_flatten_ensembles_and_leave_each_run_as_it_was(monkeypatch):
     """``benchmarks/ensemble_of_runs.py`` joins trained runs, two-U-Net runs included, into one
     ensemble: each U-Net at its run's temperature, the runs themselves unchanged (each is also
-    the baseline it is compared with)."""
+    the baseline it is compared with); ``--members`` keeps one U-Net of a run."""
     folder = Path(__file__).resolve().parents[1] / "benchmarks"
     monkeypatch.syspath_prepend(str(folder))  # the script imports its folder's helpers
     spec = importlib.util.spec_from_file_location("ensemble_of_runs", folder / "ensemble_of_runs.py")
@@ -244,7 +244,14 @@ def test_runs_averaged_by_the_benchmark_flatten_ensembles_and_leave_each_run_as_
         expected = (2 * pair_logits + single_logits) / 3  # each U-Net's logits over its run's T
         torch.testing.assert_close(three.mask_net(magnitude, query), expected)
         torch.testing.assert_close(pair.mask_net(magnitude, query), pair_logits)
+        second = pair.mask_net.members[1](magnitude, query) / 1.5
+        picked = benchmark.ensemble_of([pair, single], ["1", "all"])  # --members 1 all
+        assert len(picked.mask_net.members) == 2
+        torch.testing.assert_close(picked.mask_net(magnitude, query), (second + single_logits) / 2)
     assert all(member.cfg.temperature == 1.0 for member in pair.mask_net.members)
+    for bad in (["2", "all"], ["0"], ["first", "all"]):
+        with pytest.raises(ValueError, match="--members"):
+            benchmark.ensemble_of([pair, single], bad)
 
 
 def test_each_member_of_an_ensemble_learns_from_its_own_loss():
