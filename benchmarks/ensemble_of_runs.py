@@ -12,8 +12,8 @@ learned apart, at the default's serving cost.
 
     python benchmarks/ensemble_of_runs.py --models models/separator_sup.pt /tmp/lever_eq/separator_sup.pt \\
         --out benchmarks/results/ensemble_of_runs/default_eq.json
-    python benchmarks/ensemble_of_runs.py --models models/separator_sup.pt /tmp/lever_mel160/separator_sup.pt \\
-        --members 0 0 --out benchmarks/results/ensemble_of_runs/hybrid.json
+    python benchmarks/ensemble_of_runs.py --models models/separator_sup.pt /tmp/lever_mel160/separator_T12.pt \\
+        --members 0 0 --out benchmarks/results/ensemble_of_runs/hybrid_mel160_unet0.json
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ def ensemble_of(separators: list[Separator], members: list[str] | None = None) -
         if pick != "all" and not (pick.isdigit() and int(pick) < len(own)):
             raise ValueError(f"--members {pick!r}: a run of {len(own)} U-Net(s) has indices 0..{len(own) - 1} or 'all'")
         networks += own if pick == "all" else [own[int(pick)]]
+    # the ensemble's own cfg is the first U-Net's; each member keeps its own (warp bins included),
+    # so runs of other resolutions join: the mean is taken on the linear-frequency logits
     ensemble = MaskEnsemble(dataclasses.replace(networks[0].cfg, members=len(networks), temperature=1.0))
     ensemble.members = torch.nn.ModuleList(networks)
     return Separator(ensemble, separators[0].audio).eval()
