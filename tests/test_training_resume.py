@@ -161,6 +161,35 @@ def test_a_nan_validation_score_never_blocks_a_real_one_nor_keeps_the_initial_we
     assert not torch.equal(result.best_state["weight"], initial["weight"])  # never the untrained weights
 
 
+class _DecliningTask(_ScoredTask):
+    """``_ScoredTask``'s linear fit whose validation score only falls: the first validation is the best."""
+
+    def evaluate(self, model):
+        self.evaluations += 1
+        return {"score": -float(self.evaluations)}
+
+
+@pytest.mark.parametrize(("fraction", "best_step"), [(0.0, 2), (0.5, 4), (0.6, 6), (1.0, 8)])
+def test_validations_before_select_from_fraction_are_logged_but_never_kept(tmp_path, fraction, best_step):
+    from marssep_core.training.loop import LoopConfig, train_loop
+
+    torch.manual_seed(0)
+    cfg = LoopConfig(steps=8, batch_size=4, warmup=1, eval_every=2, checkpoint_every=8, device="cpu",
+                     select_from_fraction=fraction)
+    result = train_loop(model=torch.nn.Linear(2, 1), task=_DecliningTask(nan_evaluations=0), cfg=cfg, run_dir=tmp_path,
+                        fingerprint="select", selection_metric="score")
+    assert result.best_step == best_step
+    assert [row["val_score"] for row in result.history if "val_score" in row] == [-1.0, -2.0, -3.0, -4.0]
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_a_select_from_fraction_outside_0_1_is_refused(fraction):
+    from marssep_core.training.loop import LoopConfig
+
+    with pytest.raises(ValueError, match="select_from_fraction must lie in"):
+        LoopConfig(select_from_fraction=fraction)
+
+
 class _RecordingTask(_ScoredTask):
     """``_ScoredTask``'s linear fit, scored by how close the weights are to the fit's solution, that
     records the weights each step starts from and the weights each validation sees, and can fail at

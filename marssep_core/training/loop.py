@@ -4,7 +4,8 @@ separator pretraining and RL fine-tuning all run through ``train_loop``.
 A ``Task`` supplies the loss of one step and the validation metrics; the loop owns everything
 else: device choice, bf16 autocast on GPU (and, with ``cpu_bf16``, on a CPU with native bf16), DDP
 (``torchrun``; gloo on CPU, NCCL on GPU), AdamW with linear warmup and cosine decay, gradient
-clipping, best-checkpoint selection on a validation metric, a per-step history, and crash safety:
+clipping, best-checkpoint selection on a validation metric (from ``select_from_fraction`` of the
+steps on), a per-step history, and crash safety:
 
 - every ``checkpoint_every`` steps rank 0 writes ``run_dir/last.pt`` atomically (model, optimizer,
   scheduler, step, best weights, history); a killed run started again resumes from it;
@@ -70,6 +71,19 @@ class LoopConfig:
     seed: int = 0
     data_workers: int = 0  # processes drawing batches ahead (prefetch.py; same batches); 0: in the loop
     ema_decay: float = 0.0  # > 0: validate and keep the moving average of the weights (WeightAverage); 0: off
+    # validations before this fraction of ``steps`` are logged but never kept as the best weights: on a
+    # small validation set an early, high-learning-rate peak is more often noise than a better model
+    # (docs/separator.md, "Checkpoint selection"); 0: every validation competes
+    select_from_fraction: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.select_from_fraction <= 1.0:
+            raise ValueError(f"loop.select_from_fraction must lie in [0, 1], got {self.select_from_fraction}")
+
+    @property
+    def first_selectable_step(self) -> int:
+        """The first step whose validation may become the best (the last step always may)."""
+        return min(self.steps, math.ceil(self.select_from_fraction * self.steps))
 
 
 class Task(Protocol):
@@ -297,7 +311,8 @@ def train_loop(
                     row.update({f"val_{k}": v for k, v in metrics.items()})
                     score = metrics[selection_metric]
                     # a NaN score (a metric undefined on this validation set) never blocks a real one
-                    if score > best["score"] or best["step"] == 0 or math.isnan(best["score"]):
+                    selectable = step + 1 >= cfg.first_selectable_step
+                    if selectable and (score > best["score"] or best["step"] == 0 or math.isnan(best["score"])):
                         best = {"score": float(score), "step": step + 1, "state": _cpu_state(model)}
                 bar.set_postfix({selection_metric: f"{score:.3f}"})
                 log.info("%s step %d: loss %.4f, val %s %.4f", desc, step + 1, row["loss"], selection_metric, score)
