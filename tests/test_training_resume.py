@@ -182,6 +182,14 @@ def test_validations_before_select_from_fraction_are_logged_but_never_kept(tmp_p
     assert [row["val_score"] for row in result.history if "val_score" in row] == [-1.0, -2.0, -3.0, -4.0]
 
 
+@pytest.mark.parametrize(("fraction", "steps", "first"),
+                         [(0.07, 100, 7), (0.14, 50, 7), (0.5, 3000, 1500), (0.6, 8, 5), (1.0, 7, 7), (0.0, 5, 0)])
+def test_the_first_selectable_step_is_the_fraction_of_the_steps_rounded_up(fraction, steps, first):
+    from marssep_core.training.loop import LoopConfig
+
+    assert LoopConfig(steps=steps, select_from_fraction=fraction).first_selectable_step == first
+
+
 @pytest.mark.parametrize("fraction", [-0.1, 1.5])
 def test_a_select_from_fraction_outside_0_1_is_refused(fraction):
     from marssep_core.training.loop import LoopConfig

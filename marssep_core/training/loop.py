@@ -83,7 +83,8 @@ class LoopConfig:
     @property
     def first_selectable_step(self) -> int:
         """The first step whose validation may become the best (the last step always may)."""
-        return min(self.steps, math.ceil(self.select_from_fraction * self.steps))
+        # rounded first: 0.07 * 100 is 7.000000000000001 in floating point, and step 7 must count
+        return math.ceil(round(self.select_from_fraction * self.steps, 9))
 
 
 class Task(Protocol):
