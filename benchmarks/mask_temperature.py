@@ -2,9 +2,11 @@
 ``train_supervised`` picks it), the test pairs and the cross-source set.
 
 The mask is ``sigmoid(logits / T)``; ``train_supervised`` keeps the ``T`` of
-``mask_temperatures`` with the best validation text SI-SDRi. This shows what each ``T`` does per
-corpus and query kind, and whether the validation choice carries over to the test pairs and to
-recordings of packages and players no stage trains on.
+``mask_temperatures`` with the best validation score (``temperature_selection``: the text
+SI-SDRi, or the mean of the text and audio ones). This shows what each ``T`` does per corpus and
+query kind, and whether the validation choice carries over to the test pairs and to recordings
+of packages and players no stage trains on. ``--chosen-only`` scores the test and cross-source
+pairs at ``T`` = 1 and at what each selection picks.
 
     python benchmarks/mask_temperature.py   # -> benchmarks/results/mask_temperature.json
     python benchmarks/mask_temperature.py --model <another run>/separator_sup.pt --chosen-only --out <json>
@@ -27,7 +29,7 @@ from marssep_core.data.audio_bank import load_audio_bank
 from marssep_core.separation.evaluate import corpus_means, evaluate_pairs
 from marssep_core.separation.queries import QueryBank
 from marssep_core.separation.separator import load_separator
-from marssep_core.separation.stages import SupervisedConfig, validation_pairs
+from marssep_core.separation.stages import TEMPERATURE_SELECTIONS, SupervisedConfig, select_temperature, validation_pairs
 
 
 def main() -> None:
@@ -37,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mask_temperature.json"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chosen-only", action="store_true",
-                        help="test and cross-source pairs at T = 1 and the validation's choice only (all T on validation)")
+                        help="test and cross-source pairs at T = 1 and the validation's choices only (all T on validation)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     separator, _ = load_separator(args.model)
@@ -55,8 +57,10 @@ def main() -> None:
     started = time.perf_counter()
     val = {float(t): scored(t, "val") for t in cfg.mask_temperatures}
     val_seconds = round(time.perf_counter() - started, 1)  # the work of the stage's calibration
-    chosen = max(val, key=lambda t: val[t]["si_sdri_text"].mean())  # what calibrate_temperature picks
-    shown = sorted({1.0, chosen}) if args.chosen_only else list(val)
+    means = {t: {column: float(table[column].mean()) for column in ("si_sdri_text", "si_sdri_audio")} for t, table in val.items()}
+    picks = {selection: select_temperature(means, selection) for selection in TEMPERATURE_SELECTIONS}
+    chosen = picks[cfg.temperature_selection]  # what calibrate_temperature picks with these params
+    shown = sorted({1.0, *picks.values()}) if args.chosen_only else list(val)
     results = {}
     for name in sets:
         tables = {t: val[t] if name == "val" else scored(t, name) for t in (list(val) if name == "val" else shown)}
@@ -68,6 +72,7 @@ def main() -> None:
                 for corpus, kinds in paired_summary(tables[1.0], tables[chosen]).items()}
         print(name, json.dumps(results[name]), flush=True)
     args.out.write_text(json.dumps({"model": str(args.model), "kept_temperature": kept, "val_chosen_temperature": chosen,
+                                    "val_chosen_by_selection": picks,
                                     "val_seconds": val_seconds, "threads": args.threads,
                                     "si_sdri": results}, indent=1) + "\n")
 

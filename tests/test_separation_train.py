@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from marssep_core.separation.data import (
 )
 from marssep_core.separation.queries import QueryBank, mixup_queries, negative_query, unseen_recording_noise
 from marssep_core.separation.separator import load_separator
-from marssep_core.separation.stages import SupervisedConfig, UNetParams, run_supervised_stage
+from marssep_core.separation.stages import SupervisedConfig, UNetParams, calibrate_temperature, run_supervised_stage
 from marssep_core.training.loop import LoopConfig
 from tests.conftest import TINY_SEPARATOR_PARAMS, supervised_paths
 
@@ -143,16 +144,39 @@ def test_supervised_stage_writes_model_metrics_and_history(separator_assets, tmp
     separator, info = load_separator(tmp_path / "sep.pt")
     assert info["meta"]["step"] == report["best_step"] and info["encoder"]["md5"]
     assert separator.sample_rate == 16000
-    # the kept temperature is the best on the validation pairs, and the model file carries it
-    scores = {float(t): v for t, v in report["calibration"]["val_si_sdri_text"].items()}
+    # the kept temperature is the best mean of the text and audio validation SI-SDRi, and the model file carries it
+    calibration = report["calibration"]
+    assert calibration["selection"] == "text_audio"
+    scores = {float(t): (v + calibration["val_si_sdri_audio"][t]) / 2 for t, v in calibration["val_si_sdri_text"].items()}
     assert set(scores) == set(SupervisedConfig().mask_temperatures)
-    assert scores[report["calibration"]["temperature"]] == max(scores.values())
-    assert separator.mask_net.cfg.temperature == report["calibration"]["temperature"]
+    assert scores[calibration["temperature"]] == max(scores.values())
+    assert separator.mask_net.cfg.temperature == calibration["temperature"]
 
 
 def test_mask_temperatures_must_be_positive():
     with pytest.raises(ValueError, match="mask_temperatures"):
         SupervisedConfig(mask_temperatures=(1.0, 0.0))
+    with pytest.raises(ValueError, match="temperature_selection must be one of"):
+        SupervisedConfig(temperature_selection="audio")
+
+
+def test_temperature_selection_weighs_the_audio_queries_when_asked():
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        temperature: float = 1.0
+
+    class Task:  # text peaks at T = 1.1, audio peaks at 1.5: their mean at 1.42
+        def evaluate(self, mask_net):
+            t = mask_net.cfg.temperature
+            return {"si_sdri_text": 5.0 - (t - 1.1) ** 2, "si_sdri_audio": 2.0 - 4 * (t - 1.5) ** 2}
+
+    net = types.SimpleNamespace(cfg=Cfg())
+    temperatures = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
+    by_text = calibrate_temperature(mask_net=net, task=Task(), temperatures=temperatures, selection="text")
+    assert by_text["temperature"] == net.cfg.temperature == 1.1
+    both = calibrate_temperature(mask_net=net, task=Task(), temperatures=temperatures, selection="text_audio")
+    assert both["temperature"] == net.cfg.temperature == 1.4 and both["selection"] == "text_audio"
+    assert both["val_si_sdri_audio"]["1.5"] == 2.0 and both["val_si_sdri_text"] == by_text["val_si_sdri_text"]
 
 
 def test_member_batches_must_be_known_and_split_the_batch():
